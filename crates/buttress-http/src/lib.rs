@@ -1,0 +1,1 @@
+//! HTTP and gRPC support for buttress (in progress).

@@ -1,0 +1,3 @@
+//! Errors produced by [`Timeout`](super::Timeout).
+
+pub use crate::rejection::{Cause, Elapsed, Scope};
