@@ -242,6 +242,16 @@ pub trait Classify<Req, Res> {
     /// Looks at the request (method, idempotency key, priority...) and returns the
     /// classifier for its result.
     fn classify_request(&self, req: &Req) -> Self::Classifier;
+
+    /// Called by a retry layer that gives up on a call (attempts, budget or deadline
+    /// exhausted) with the response it is about to return, so that tiers above see the
+    /// do-not-retry mark. The default does nothing: generic responses have nowhere to
+    /// carry it (errors are wrapped in
+    /// [`DoNotRetry`](crate::rejection::DoNotRetry) by the retry layer itself). The
+    /// HTTP crate adds a header here.
+    fn mark_gave_up(&self, response: &mut Res) {
+        let _ = response;
+    }
 }
 
 /// Classifies one request's result.
