@@ -248,7 +248,7 @@ mod tests {
         let rng = SplitMix::seeded(11);
         let runs = 4001;
         let attempts = 8;
-        let mut samples = vec![Vec::with_capacity(runs); attempts];
+        let mut samples: Vec<Vec<Duration>> = (0..attempts).map(|_| Vec::with_capacity(runs)).collect();
         for _ in 0..runs {
             let mut d = backoff.delays();
             for s in samples.iter_mut() {

@@ -236,6 +236,7 @@ impl<R> WithDeadline<R> {
     }
 
     /// Wraps `request` with a deadline.
+    #[allow(clippy::self_named_constructors)] // reads as what it builds
     pub fn with_deadline(request: R, deadline: Deadline) -> Self {
         Self {
             deadline: Some(deadline),

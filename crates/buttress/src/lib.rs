@@ -14,7 +14,8 @@
 //! - [`backoff`], [`budget`] and [`rand`]: delays, the shared retry budget and a
 //!   seedable random source;
 //! - [`Mode`]: enforce or observe-only, for every layer that can reject;
-//! - [`Policy`]: one plain value describing a whole stack in the canonical order.
+//! - `Policy` (feature `policy`): one plain value describing a whole stack in the
+//!   canonical order.
 //!
 //! Each pattern lives in its own module behind a cargo feature of the same name.
 //!
@@ -49,6 +50,7 @@ pub mod deadline;
 pub mod duration;
 pub mod keyed;
 mod mode;
+#[cfg(feature = "policy")]
 pub mod policy;
 pub mod rand;
 pub mod rejection;
@@ -78,9 +80,14 @@ pub mod timeout;
 pub use classify::{Classification, Classify, Classifier, Origin, RetryClass, Verdict};
 pub use deadline::{Attempt, Deadline, Priority, RequestMeta, WithDeadline};
 pub use mode::Mode;
-// pub use policy::Policy;
+#[cfg(feature = "policy")]
+pub use policy::Policy;
 pub use rejection::{Rejection, RejectionKind};
 pub use replay::Replay;
 
 /// The boxed error every buttress layer returns, as in tower.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The guide to buttress's shared concepts (`docs/guide.md`).
+#[doc = include_str!("../../../docs/guide.md")]
+pub mod guide {}
