@@ -82,6 +82,28 @@ impl Gauge {
         #[cfg(not(feature = "metrics"))]
         let _ = value;
     }
+
+    /// Adds `value`: for a gauge several partitions share, each adding its own part.
+    #[inline]
+    pub(crate) fn increment(&self, value: f64) {
+        #[cfg(feature = "metrics")]
+        if let Some(g) = &self.inner {
+            g.increment(value);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = value;
+    }
+
+    /// Subtracts `value`.
+    #[inline]
+    pub(crate) fn decrement(&self, value: f64) {
+        #[cfg(feature = "metrics")]
+        if let Some(g) = &self.inner {
+            g.decrement(value);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = value;
+    }
 }
 
 impl std::fmt::Debug for Counter {
