@@ -48,3 +48,6 @@ mod service;
 
 pub use layer::TimeoutLayer;
 pub use service::Timeout;
+
+#[cfg(test)]
+mod tests;
