@@ -10,9 +10,14 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // benches time with the wall clock
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::task::{Context, Poll};
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
+
+use tower_service::Service;
 
 /// A global allocator that counts allocations made by the current thread.
 ///
@@ -266,4 +271,48 @@ pub fn runtime() -> tokio::runtime::Runtime {
         Ok(rt) => rt,
         Err(e) => panic!("cannot build a tokio runtime: {e}"),
     }
+}
+
+/// The cheapest possible service: answers at once with its request. The baseline every
+/// layer's overhead is measured against.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Echo;
+
+impl<R> Service<R> for Echo {
+    type Response = R;
+    type Error = Infallible;
+    type Future = Ready<Result<R, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        ready(Ok(req))
+    }
+}
+
+/// Drives one long-lived `svc` for `n` calls (`ready().await` then `call().await`, as a
+/// client task would) on `rt`, and returns the elapsed wall time.
+pub fn drive<S, R>(rt: &tokio::runtime::Runtime, svc: &mut S, n: u64, req: impl Fn(u64) -> R) -> Duration
+where
+    S: Service<R>,
+    S::Error: std::fmt::Debug,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for i in 0..n {
+            let ready = std::future::poll_fn(|cx| svc.poll_ready(cx)).await;
+            if let Err(e) = ready {
+                panic!("service failed: {e:?}");
+            }
+            match svc.call(req(i)).await {
+                Ok(r) => {
+                    std::hint::black_box(r);
+                }
+                Err(e) => panic!("call failed: {e:?}"),
+            }
+        }
+        start.elapsed()
+    })
 }

@@ -7,52 +7,15 @@
 //! Run: `cargo bench -p buttress-benches --bench overhead`
 #![allow(missing_docs, clippy::disallowed_types, clippy::disallowed_methods)]
 
-use std::convert::Infallible;
-use std::future::{Ready, ready};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use buttress::bulkhead::{BulkheadConfig, BulkheadLayer};
 use buttress::timeout::TimeoutLayer;
-use buttress_benches::{CountingAlloc, Variant, allocations_per_call, interleaved, runtime};
-use tower::{Layer, Service, ServiceExt};
+use buttress_benches::{CountingAlloc, Echo, Variant, allocations_per_call, drive, interleaved, runtime};
+use tower::Layer;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
-
-/// The cheapest possible service: answers at once.
-#[derive(Clone, Copy, Debug)]
-struct Echo;
-
-impl<R> Service<R> for Echo {
-    type Response = R;
-    type Error = Infallible;
-    type Future = Ready<Result<R, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: R) -> Self::Future {
-        ready(Ok(req))
-    }
-}
-
-/// Drives `svc` for `n` calls and returns the elapsed wall time.
-fn drive<S, R>(rt: &tokio::runtime::Runtime, svc: &mut S, n: u64, req: impl Fn(u64) -> R) -> Duration
-where
-    S: Service<R>,
-    S::Error: std::fmt::Debug,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        for i in 0..n {
-            let r = svc.ready().await.unwrap().call(req(i)).await;
-            std::hint::black_box(r.unwrap());
-        }
-        start.elapsed()
-    })
-}
 
 fn main() {
     let rt = runtime();
