@@ -88,6 +88,7 @@ pub mod key;
 pub mod priority;
 pub mod rejection;
 pub mod replay;
+pub mod sse;
 #[cfg(feature = "serde")]
 mod serde_util;
 mod util;
