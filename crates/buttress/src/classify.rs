@@ -281,6 +281,7 @@ impl<Req, Res> Classify<Req, Res> for DefaultClassify {
 }
 
 impl<Res> Classifier<Res> for DefaultClassify {
+    #[inline]
     fn classify(self, result: Result<&Res, &BoxError>) -> Classification {
         match result {
             Ok(_) => Classification::success(),
