@@ -21,6 +21,11 @@
 //!   allow-listed header.
 //! - [`hint`], [`grpc`] and [`header`]: the wire formats (lenient parsers that never
 //!   panic, gRPC codes, header names).
+//! - [`policy`]: [`HttpPolicy`], one value describing a whole client or server stack,
+//!   built in the order below.
+//!
+//! Start with the [guide]: how to use the stacks with axum, hyper-util, reqwest and
+//! tonic, and the headers on the wire.
 //!
 //! # Where each layer goes
 //!
@@ -83,14 +88,23 @@ pub mod context;
 pub mod deadline;
 pub mod grpc;
 pub mod header;
+
+/// The guide to the HTTP crate (`docs/http.md`): the server and client stacks, the
+/// headers read and written, gRPC, and which layers hold their permit until the body
+/// ends.
+#[doc = include_str!("../../../docs/http.md")]
+pub mod guide {}
+
 pub mod hint;
 pub mod key;
+pub mod policy;
 pub mod priority;
 pub mod rejection;
 pub mod replay;
-pub mod sse;
 #[cfg(feature = "serde")]
 mod serde_util;
+pub mod sse;
 mod util;
 
 pub use classify::HttpClassify;
+pub use policy::HttpPolicy;

@@ -32,6 +32,53 @@ pub(crate) mod status_code {
     }
 }
 
+/// An optional part of a configuration that can be switched off: `false` is `None`,
+/// `true` is the part's defaults, a table is the part itself (its own errors, unknown
+/// keys included, reported as they are). `None` serializes as `false`.
+pub(crate) mod switch {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(crate) fn serialize<T: Serialize, S: Serializer>(
+        value: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => v.serialize(s),
+            None => s.serialize_bool(false),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: Deserialize<'de> + Default,
+        D: Deserializer<'de>,
+    {
+        struct Switch<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for Switch<T> {
+            type Value = Option<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`false`, `true` or a table of settings")
+            }
+
+            fn visit_bool<E: de::Error>(self, on: bool) -> Result<Option<T>, E> {
+                Ok(on.then(T::default))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+            }
+        }
+
+        d.deserialize_any(Switch(PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

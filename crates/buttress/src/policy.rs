@@ -4,17 +4,25 @@
 //! of every layer, `None` where a layer is off. It builds the canonical stack as one
 //! layer, in the order that makes the layers work together:
 //!
-//! - client ([`Policy::client_layer`]): total timeout -> bulkhead -> attempt timeout ->
-//!   (chaos) -> transport;
-//! - server ([`Policy::server_layer`]): bulkhead -> timeout -> (chaos) -> handler.
+//! - client ([`Policy::client_layer`]): total timeout -> retry -> hedge -> breaker ->
+//!   bulkhead -> attempt timeout -> (chaos) -> transport;
+//! - server ([`Policy::server_layer`]): shed -> bulkhead -> timeout -> (chaos) ->
+//!   handler.
 //!
-//! (Retry, hedge, throttle, balance, breaker and shed take their places in this order
-//! as they land: see DESIGN.md's canonical order.)
+//! The total timeout bounds everything, retries included; retry sits above the
+//! breaker and bulkhead so a refused attempt can be retried, and above the attempt
+//! timeout so a hung attempt is cut short in time for another; hedges share the retry
+//! budget. On a server, shedding comes first so an overloaded server refuses early and
+//! cheaply. (Throttle and balance take their places between hedge and breaker as they
+//! land.)
+//!
+//! The HTTP crate's `HttpPolicy` builds the same stacks with the HTTP classifier and
+//! replayable bodies ([`Policy::client_layer_with`], [`Policy::server_layer_with`]).
 //!
 //! A disabled layer is a pass-through value, not another type, so every stack built
 //! from a policy has one concrete type whatever is enabled: choosing a policy per
 //! route or per request is a lookup and a dispatch to a prebuilt stack, with no boxing.
-//! The state of every stateful layer (bulkhead permits, chaos counters) is created
+//! The state of every stateful layer (budgets, breaker windows, limits, permits) is created
 //! when the layer is built and shared by every service it makes; reach it through
 //! [`ClientLayer::handles`] / [`ServerLayer::handles`].
 //!
@@ -47,9 +55,16 @@ use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::breaker::{Breaker, BreakerBuilder, BreakerConfig, BreakerHandle, BreakerLayer};
 use crate::bulkhead::{Bulkhead, BulkheadConfig, BulkheadHandle, BulkheadLayer};
 use crate::chaos::{Chaos, ChaosConfig, ChaosHandle, ChaosLayer};
+use crate::classify::DefaultClassify;
+use crate::hedge::{Hedge, HedgeConfig, HedgeHandle, HedgeLayer};
+use crate::keyed::{Global, KeyedConfig};
 use crate::rejection::Scope;
+use crate::replay::CloneReplay;
+use crate::retry::{Retry, RetryConfig, RetryHandle, RetryLayer};
+use crate::shed::{Shed, ShedConfig, ShedHandle, ShedLayer};
 use crate::timeout::{Timeout, TimeoutLayer};
 use crate::{BoxError, RequestMeta};
 
@@ -62,18 +77,36 @@ pub struct Policy {
     /// Total timeout, across attempts (outermost).
     #[cfg_attr(
         feature = "serde",
-        serde(with = "crate::duration::serde::option", skip_serializing_if = "Option::is_none")
+        serde(
+            with = "crate::duration::serde::option",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub timeout: Option<Duration>,
     /// Timeout of one attempt (client stacks, below retry).
     #[cfg_attr(
         feature = "serde",
-        serde(with = "crate::duration::serde::option", skip_serializing_if = "Option::is_none")
+        serde(
+            with = "crate::duration::serde::option",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub attempt_timeout: Option<Duration>,
+    /// Retries with backoff within a shared budget (client stacks).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub retry: Option<RetryConfig>,
+    /// Hedged requests, drawing on the retry budget when retry is on (client stacks).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub hedge: Option<HedgeConfig>,
+    /// Circuit breaker (client stacks).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub breaker: Option<BreakerConfig>,
     /// Concurrency limit with an optional bounded queue.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub bulkhead: Option<BulkheadConfig>,
+    /// Adaptive load shedding (server stacks).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub shed: Option<ShedConfig>,
     /// Fault injection, off unless configured.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub chaos: Option<ChaosConfig>,
@@ -94,10 +127,38 @@ impl Policy {
         self
     }
 
+    /// Sets retries.
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Sets hedging.
+    #[must_use]
+    pub fn with_hedge(mut self, hedge: HedgeConfig) -> Self {
+        self.hedge = Some(hedge);
+        self
+    }
+
+    /// Sets the circuit breaker.
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
     /// Sets the bulkhead.
     #[must_use]
     pub fn with_bulkhead(mut self, bulkhead: BulkheadConfig) -> Self {
         self.bulkhead = Some(bulkhead);
+        self
+    }
+
+    /// Sets load shedding.
+    #[must_use]
+    pub fn with_shed(mut self, shed: ShedConfig) -> Self {
+        self.shed = Some(shed);
         self
     }
 
@@ -108,97 +169,185 @@ impl Policy {
         self
     }
 
-    /// Builds the canonical client stack, creating the state of its stateful layers.
+    /// Builds the canonical client stack with the generic classifier, cloning replay
+    /// and one partition of state, creating the state of its stateful layers.
     pub fn client_layer(&self) -> ClientLayer {
-        let bulkhead = BulkheadLayer::from_config(self.bulkhead.clone());
+        self.client_layer_with(DefaultClassify, CloneReplay, Global)
+    }
+
+    /// Builds the canonical client stack with `classify` (read by retry, hedge and
+    /// the breaker), `replay` (retry and hedge) and `partition` (one breaker and one
+    /// bulkhead per key, e.g. per endpoint), creating the state of its stateful layers.
+    pub fn client_layer_with<C, R, P>(
+        &self,
+        classify: C,
+        replay: R,
+        partition: P,
+    ) -> ClientLayer<C, R, P>
+    where
+        C: Clone,
+        R: Clone,
+        P: Clone,
+    {
+        self.client_layer_parts(classify, replay.clone(), replay, partition)
+    }
+
+    /// Like [`client_layer_with`](Self::client_layer_with), with a replay strategy of
+    /// its own for hedging: a hedge runs alongside the first attempt, so it may need a
+    /// stricter strategy (the HTTP crate hedges a streaming body only once it is fully
+    /// buffered, while a retry may replay what the first attempt streamed).
+    pub fn client_layer_parts<C, R, H, P>(
+        &self,
+        classify: C,
+        replay: R,
+        hedge_replay: H,
+        partition: P,
+    ) -> ClientLayer<C, R, P, H>
+    where
+        C: Clone,
+        P: Clone,
+    {
+        let retry = RetryLayer::from_config(self.retry)
+            .with_attempt_timeout(self.attempt_timeout)
+            .with_classify(classify.clone())
+            .with_replay(replay);
+        let hedge = HedgeLayer::from_config(self.hedge);
+        let hedge = match retry.budget() {
+            Some(budget) => hedge.with_budget(budget),
+            None => hedge,
+        }
+        .with_classify(classify.clone())
+        .with_replay(hedge_replay);
+        let breaker = BreakerBuilder::from_config(self.breaker)
+            .classify(classify)
+            .partition(partition.clone(), KeyedConfig::default())
+            .build();
+        let bulkhead = BulkheadLayer::from_config(self.bulkhead.clone()).with_partition(partition);
         let chaos = ChaosLayer::from_config(self.chaos.clone());
         ClientLayer {
-            handles: self.handles(&bulkhead, &chaos),
+            handles: Handles {
+                retry: retry.handle(),
+                hedge: hedge.handle(),
+                breaker: (!breaker.is_disabled()).then(|| breaker.handle()),
+                bulkhead: self.bulkhead.as_ref().map(|_| bulkhead.handle()),
+                shed: None,
+                chaos: self.chaos.as_ref().map(|_| chaos.handle()),
+            },
             total: TimeoutLayer::new(Scope::Total, self.timeout),
+            retry,
+            hedge,
+            breaker,
             bulkhead,
             attempt: TimeoutLayer::new(Scope::Attempt, self.attempt_timeout),
             chaos,
         }
     }
 
-    /// Builds the canonical server stack, creating the state of its stateful layers.
+    /// Builds the canonical server stack with the generic classifier, creating the
+    /// state of its stateful layers.
     ///
-    /// A server has one timeout: `timeout` (an `attempt_timeout` is ignored here).
+    /// A server has one timeout: `timeout`. Client-side settings (`attempt_timeout`,
+    /// `retry`, `hedge`, `breaker`) are not part of it.
     pub fn server_layer(&self) -> ServerLayer {
+        self.server_layer_with(DefaultClassify)
+    }
+
+    /// Builds the canonical server stack with `classify` (read by the load shedder:
+    /// overload answers from the handler count as drops).
+    pub fn server_layer_with<C>(&self, classify: C) -> ServerLayer<C> {
+        let shed = ShedLayer::from_config(self.shed.clone()).with_classify(classify);
         let bulkhead = BulkheadLayer::from_config(self.bulkhead.clone());
         let chaos = ChaosLayer::from_config(self.chaos.clone());
         ServerLayer {
-            handles: self.handles(&bulkhead, &chaos),
+            handles: Handles {
+                retry: None,
+                hedge: None,
+                breaker: None,
+                bulkhead: self.bulkhead.as_ref().map(|_| bulkhead.handle()),
+                shed: shed.handle(),
+                chaos: self.chaos.as_ref().map(|_| chaos.handle()),
+            },
+            shed,
             bulkhead,
             timeout: TimeoutLayer::new(Scope::Total, self.timeout),
             chaos,
         }
     }
-
-    fn handles(&self, bulkhead: &BulkheadLayer, chaos: &ChaosLayer) -> Handles {
-        Handles {
-            bulkhead: self.bulkhead.as_ref().map(|_| bulkhead.handle()),
-            chaos: self.chaos.as_ref().map(|_| chaos.handle()),
-        }
-    }
 }
 
-/// Handles to the state of a stack's stateful layers (`None` for a layer that is off).
+/// Handles to the state of a stack's stateful layers (`None` for a layer that is off
+/// or not part of the stack).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Handles {
+    /// The retry layer's handle (and through it, the shared budget).
+    pub retry: Option<RetryHandle>,
+    /// The hedge layer's handle.
+    pub hedge: Option<HedgeHandle>,
+    /// The breaker's handle.
+    pub breaker: Option<BreakerHandle>,
     /// The bulkhead's handle.
     pub bulkhead: Option<BulkheadHandle>,
+    /// The load shedder's handle (limit, queue, drain switch).
+    pub shed: Option<ShedHandle>,
     /// The chaos layer's handle.
     pub chaos: Option<ChaosHandle>,
 }
 
-/// The canonical client stack of a [`Policy`], as one layer.
+/// The canonical client stack of a [`Policy`], as one layer (`H` is the hedge's
+/// replay strategy, by default the retry's).
 #[derive(Debug, Clone)]
-pub struct ClientLayer {
+pub struct ClientLayer<C = DefaultClassify, R = CloneReplay, P = Global, H = R> {
     total: TimeoutLayer,
-    bulkhead: BulkheadLayer,
+    retry: RetryLayer<C, R>,
+    hedge: HedgeLayer<C, H>,
+    breaker: BreakerLayer<C, P>,
+    bulkhead: BulkheadLayer<P>,
     attempt: TimeoutLayer,
     chaos: ChaosLayer,
     handles: Handles,
 }
 
-impl ClientLayer {
+impl<C, R, P, H> ClientLayer<C, R, P, H> {
     /// Handles to the stack's state.
     pub fn handles(&self) -> Handles {
         self.handles.clone()
     }
 }
 
-type ClientStack<S> = Timeout<Bulkhead<Timeout<Chaos<S>>>>;
+type ClientStack<S, C, R, P, H> =
+    Timeout<Retry<Hedge<Breaker<Bulkhead<Timeout<Chaos<S>>, P>, C, P>, C, H>, C, R>>;
 
 /// The service a [`ClientLayer`] makes.
 #[derive(Debug, Clone)]
-pub struct ClientService<S> {
-    inner: ClientStack<S>,
+pub struct ClientService<S, C = DefaultClassify, R = CloneReplay, P = Global, H = R> {
+    inner: ClientStack<S, C, R, P, H>,
 }
 
-impl<S> Layer<S> for ClientLayer {
-    type Service = ClientService<S>;
+impl<S, C: Clone, R: Clone, P: Clone, H: Clone> Layer<S> for ClientLayer<C, R, P, H> {
+    type Service = ClientService<S, C, R, P, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let chaos = self.chaos.layer(inner);
         let attempt = self.attempt.layer(chaos);
         let bulkhead = self.bulkhead.layer(attempt);
+        let breaker = self.breaker.layer(bulkhead);
+        let hedge = self.hedge.layer(breaker);
+        let retry = self.retry.layer(hedge);
         ClientService {
-            inner: self.total.layer(bulkhead),
+            inner: self.total.layer(retry),
         }
     }
 }
 
-impl<S, Req> Service<Req> for ClientService<S>
+impl<S, C, R, P, H, Req> Service<Req> for ClientService<S, C, R, P, H>
 where
-    ClientStack<S>: Service<Req, Error = BoxError>,
+    ClientStack<S, C, R, P, H>: Service<Req, Error = BoxError>,
     Req: RequestMeta,
 {
-    type Response = <ClientStack<S> as Service<Req>>::Response;
+    type Response = <ClientStack<S, C, R, P, H> as Service<Req>>::Response;
     type Error = BoxError;
-    type Future = <ClientStack<S> as Service<Req>>::Future;
+    type Future = <ClientStack<S, C, R, P, H> as Service<Req>>::Future;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -213,48 +362,50 @@ where
 
 /// The canonical server stack of a [`Policy`], as one layer.
 #[derive(Debug, Clone)]
-pub struct ServerLayer {
+pub struct ServerLayer<C = DefaultClassify> {
+    shed: ShedLayer<C>,
     bulkhead: BulkheadLayer,
     timeout: TimeoutLayer,
     chaos: ChaosLayer,
     handles: Handles,
 }
 
-impl ServerLayer {
+impl<C> ServerLayer<C> {
     /// Handles to the stack's state.
     pub fn handles(&self) -> Handles {
         self.handles.clone()
     }
 }
 
-type ServerStack<S> = Bulkhead<Timeout<Chaos<S>>>;
+type ServerStack<S, C> = Shed<Bulkhead<Timeout<Chaos<S>>>, C>;
 
 /// The service a [`ServerLayer`] makes.
 #[derive(Debug, Clone)]
-pub struct ServerService<S> {
-    inner: ServerStack<S>,
+pub struct ServerService<S, C = DefaultClassify> {
+    inner: ServerStack<S, C>,
 }
 
-impl<S> Layer<S> for ServerLayer {
-    type Service = ServerService<S>;
+impl<S, C: Clone> Layer<S> for ServerLayer<C> {
+    type Service = ServerService<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let chaos = self.chaos.layer(inner);
         let timeout = self.timeout.layer(chaos);
+        let bulkhead = self.bulkhead.layer(timeout);
         ServerService {
-            inner: self.bulkhead.layer(timeout),
+            inner: self.shed.layer(bulkhead),
         }
     }
 }
 
-impl<S, Req> Service<Req> for ServerService<S>
+impl<S, C, Req> Service<Req> for ServerService<S, C>
 where
-    ServerStack<S>: Service<Req, Error = BoxError>,
+    ServerStack<S, C>: Service<Req, Error = BoxError>,
     Req: RequestMeta,
 {
-    type Response = <ServerStack<S> as Service<Req>>::Response;
+    type Response = <ServerStack<S, C> as Service<Req>>::Response;
     type Error = BoxError;
-    type Future = <ServerStack<S> as Service<Req>>::Future;
+    type Future = <ServerStack<S, C> as Service<Req>>::Future;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -277,7 +428,14 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn sleepy(d: Duration) -> impl Service<WithDeadline<()>, Response = Option<Deadline>, Error = BoxError, Future = impl Send> + Clone {
+    fn sleepy(
+        d: Duration,
+    ) -> impl Service<
+        WithDeadline<()>,
+        Response = Option<Deadline>,
+        Error = BoxError,
+        Future = impl Send,
+    > + Clone {
         service_fn(move |req: WithDeadline<()>| async move {
             tokio::time::sleep(d).await;
             Ok::<_, BoxError>(req.deadline())
@@ -289,7 +447,11 @@ mod tests {
         let layer = Policy::default().client_layer();
         assert!(layer.handles().bulkhead.is_none() && layer.handles().chaos.is_none());
         let start = Instant::now();
-        let seen = layer.layer(sleepy(Duration::from_secs(600))).oneshot(WithDeadline::new(())).await.unwrap();
+        let seen = layer
+            .layer(sleepy(Duration::from_secs(600)))
+            .oneshot(WithDeadline::new(()))
+            .await
+            .unwrap();
         assert_eq!(seen, None);
         assert_eq!(start.elapsed(), Duration::from_secs(600));
     }
@@ -301,12 +463,29 @@ mod tests {
             .with_timeout(Duration::from_secs(1))
             .with_attempt_timeout(200 * MS);
         // The inner service sees the attempt's (earlier) deadline with the call's start.
-        let seen = policy.client_layer().layer(sleepy(MS)).oneshot(WithDeadline::new(())).await.unwrap().unwrap();
+        let seen = policy
+            .client_layer()
+            .layer(sleepy(MS))
+            .oneshot(WithDeadline::new(()))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(seen.at(), start + 200 * MS);
         assert_eq!(seen.started(), start);
-        let err = policy.client_layer().layer(sleepy(Duration::from_secs(5))).oneshot(WithDeadline::new(())).await.unwrap_err();
-        assert_eq!(err.downcast_ref::<Elapsed>().unwrap().scope(), Scope::Attempt);
-        assert_eq!(err.downcast_ref::<Elapsed>().unwrap().cause(), Cause::Budget);
+        let err = policy
+            .client_layer()
+            .layer(sleepy(Duration::from_secs(5)))
+            .oneshot(WithDeadline::new(()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<Elapsed>().unwrap().scope(),
+            Scope::Attempt
+        );
+        assert_eq!(
+            err.downcast_ref::<Elapsed>().unwrap().cause(),
+            Cause::Budget
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -315,14 +494,25 @@ mod tests {
             .with_timeout(50 * MS)
             .with_bulkhead(BulkheadConfig {
                 max_concurrent: 1,
-                queue: crate::bulkhead::QueueConfig { size: 4, max_wait: Duration::from_secs(10) },
+                queue: crate::bulkhead::QueueConfig {
+                    size: 4,
+                    max_wait: Duration::from_secs(10),
+                },
                 ..Default::default()
             });
         let layer = policy.client_layer();
-        let first = tokio::spawn(layer.layer(sleepy(Duration::from_secs(1))).oneshot(WithDeadline::new(())));
+        let first = tokio::spawn(
+            layer
+                .layer(sleepy(Duration::from_secs(1)))
+                .oneshot(WithDeadline::new(())),
+        );
         tokio::task::yield_now().await;
         let start = Instant::now();
-        let err = layer.layer(sleepy(MS)).oneshot(WithDeadline::new(())).await.unwrap_err();
+        let err = layer
+            .layer(sleepy(MS))
+            .oneshot(WithDeadline::new(()))
+            .await
+            .unwrap_err();
         let e = err.downcast_ref::<Elapsed>().unwrap();
         assert_eq!(e.scope(), Scope::Total);
         assert_eq!(start.elapsed(), 50 * MS);
@@ -332,11 +522,22 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_layer_is_one_bulkhead_for_every_service_it_makes() {
         let layer = Policy::default()
-            .with_bulkhead(BulkheadConfig { max_concurrent: 1, ..Default::default() })
+            .with_bulkhead(BulkheadConfig {
+                max_concurrent: 1,
+                ..Default::default()
+            })
             .server_layer();
-        let held = tokio::spawn(layer.layer(sleepy(Duration::from_secs(1))).oneshot(WithDeadline::new(())));
+        let held = tokio::spawn(
+            layer
+                .layer(sleepy(Duration::from_secs(1)))
+                .oneshot(WithDeadline::new(())),
+        );
         tokio::task::yield_now().await;
-        let err = layer.layer(sleepy(MS)).oneshot(WithDeadline::new(())).await.unwrap_err();
+        let err = layer
+            .layer(sleepy(MS))
+            .oneshot(WithDeadline::new(()))
+            .await
+            .unwrap_err();
         assert!(err.is::<BulkheadFull>());
         assert_eq!(layer.handles().bulkhead.unwrap().snapshot().rejected, 1);
         held.await.unwrap().unwrap();
@@ -344,14 +545,92 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn chaos_sits_below_the_timeouts() {
-        let policy = Policy::default()
-            .with_attempt_timeout(100 * MS)
-            .with_chaos(ChaosConfig::default().with_latency(crate::chaos::LatencyConfig::fixed(Duration::from_secs(1))));
+        let policy = Policy::default().with_attempt_timeout(100 * MS).with_chaos(
+            ChaosConfig::default()
+                .with_latency(crate::chaos::LatencyConfig::fixed(Duration::from_secs(1))),
+        );
         let layer = policy.client_layer();
-        let err = layer.layer(sleepy(MS)).oneshot(WithDeadline::new(())).await.unwrap_err();
+        let err = layer
+            .layer(sleepy(MS))
+            .oneshot(WithDeadline::new(()))
+            .await
+            .unwrap_err();
         assert!(err.is::<Elapsed>(), "{err}");
         let injected = layer.handles().chaos.unwrap().snapshot();
         assert_eq!((injected.calls, injected.delayed), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_stack_retries_a_failed_attempt() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let calls = std::sync::Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        let flaky = service_fn(move |_: u32| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err::<u32, BoxError>("reset".into())
+                } else {
+                    Ok(n)
+                }
+            }
+        });
+        let layer = Policy::default()
+            .with_retry(crate::retry::RetryConfig::default())
+            .client_layer();
+        let answer = layer.layer(flaky).oneshot(7).await.unwrap();
+        assert_eq!(answer, 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(layer.handles().retry.unwrap().snapshot().retries, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_breaker_opens_below_retry_and_stops_calling() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let calls = std::sync::Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        let broken = service_fn(move |_: u32| {
+            c.fetch_add(1, Ordering::SeqCst);
+            async { Err::<u32, BoxError>("down".into()) }
+        });
+        let breaker = BreakerConfig {
+            consecutive_failures: Some(2),
+            ..Default::default()
+        };
+        let layer = Policy::default().with_breaker(breaker).client_layer();
+        let mut svc = layer.layer(broken);
+        for _ in 0..2 {
+            assert!(svc.ready().await.unwrap().call(1).await.is_err());
+        }
+        let err = svc.ready().await.unwrap().call(1).await.unwrap_err();
+        assert!(err.is::<crate::rejection::CircuitOpen>(), "{err}");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn server_stack_drains_through_the_shed_handle() {
+        let layer = Policy::default()
+            .with_shed(ShedConfig::default())
+            .server_layer();
+        let mut svc = layer.layer(sleepy(MS));
+        assert!(
+            svc.ready()
+                .await
+                .unwrap()
+                .call(WithDeadline::new(()))
+                .await
+                .is_ok()
+        );
+        layer.handles().shed.unwrap().drain();
+        let err = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(WithDeadline::new(()))
+            .await
+            .unwrap_err();
+        let rejection = crate::Rejection::find(err.as_ref()).unwrap();
+        assert_eq!(rejection.kind(), crate::RejectionKind::Draining);
     }
 
     #[cfg(feature = "serde")]
@@ -364,7 +643,10 @@ mod tests {
         assert_eq!(p.timeout, Some(Duration::from_secs(5)));
         assert_eq!(p.attempt_timeout, Some(250 * MS));
         let b = p.bulkhead.as_ref().unwrap();
-        assert_eq!((b.max_concurrent, b.queue.size, b.queue.max_wait), (16, 32, 100 * MS));
+        assert_eq!(
+            (b.max_concurrent, b.queue.size, b.queue.max_wait),
+            (16, 32, 100 * MS)
+        );
         let back: Policy = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
         let err = serde_json::from_str::<Policy>(r#"{"timeuot": "5s"}"#).unwrap_err();

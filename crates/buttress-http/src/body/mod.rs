@@ -7,12 +7,12 @@
 //! ends: end of stream (with the trailers), an error, or the body dropped early. Use it
 //! for anything that must last as long as the answer does:
 //!
-//! - **bulkhead and shed permits** (server side, by default): a streamed body still
-//!   occupies the server (a worker, a connection, memory), so releasing the permit at
-//!   the head would let the concurrency limit admit far more work than it thinks;
-//! - **shed round-trip samples** (by default): the adaptive limit learns from how long
-//!   a call really takes; a sample taken at the head of a slow stream says the server is
-//!   fast when it is not;
+//! - **concurrency permits** (server side): a streamed body still occupies the server
+//!   (a worker, a connection, memory), so releasing the permit at the head lets the
+//!   concurrency limit admit more work than it thinks;
+//! - **round-trip samples**: an adaptive limit learns from how long a call really
+//!   takes; a sample taken at the head of a slow stream says the server is fast when it
+//!   is not;
 //! - **the gRPC end-of-body hook**: a streamed gRPC answer's status is in its trailers;
 //!   [`ClassifyAtEnd`] runs a [`ClassifyEos`](crate::classify::ClassifyEos) classifier
 //!   on them and hands the [`Classification`](buttress::Classification) to a callback
@@ -24,7 +24,9 @@
 //!
 //! Layers whose response type must not change (buttress's own, which know nothing of
 //! HTTP) can leave guards in the response's extensions with [`HeldGuards::hold`];
-//! [`HoldBodyLayer`], outermost, moves them into the body.
+//! [`HoldBodyLayer`], outermost, moves them into the body. (buttress's own shed and
+//! bulkhead layers do not leave their permits there yet: they release them when the
+//! answer's head is ready. The [guide](crate::guide) has the whole list.)
 //!
 //! [`ResponseBody`] is the body of answers that are either the inner service's or one
 //! buttress wrote (a rejection), so a service stays one type.

@@ -48,6 +48,14 @@
 //! and sets the gave-up flag of the [request context](crate::context) in scope, so a
 //! middle tier's own answer carries the mark too.
 //!
+//! # Bodies past their replay cap
+//!
+//! A request whose body went past its replay cap during the attempt (its
+//! [`ReplayWatch`], put in the extensions by
+//! [`BufferRequestBodyLayer`](crate::replay::BufferRequestBodyLayer), says *spent*)
+//! is classified as not retryable whatever the answer: the copy a retry layer made
+//! before the attempt cannot deliver the body any more.
+//!
 //! # Transport errors
 //!
 //! Errors are classified as [`Classification::from_error`] does (buttress rejections
@@ -78,9 +86,10 @@
 //! let classifier = Classify::<_, Response<()>>::classify_request(&classify, &post);
 //! assert!(!classifier.request_is_safe());
 //! let unavailable = Response::builder().status(503).body(()).unwrap();
+//! let safe = classifier.request_is_safe();
 //! let c = classifier.classify(Ok(&unavailable));
 //! assert_eq!(c.verdict, Verdict::Failure);
-//! assert!(!c.allows_retry(classifier.request_is_safe()));
+//! assert!(!c.allows_retry(safe));
 //! ```
 
 mod safety;
@@ -100,6 +109,7 @@ use crate::context::RequestContext;
 use crate::grpc::Code;
 use crate::header::{self, GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, RETRY_AFTER};
 use crate::hint::{self, Pushback};
+use crate::replay::ReplayWatch;
 
 /// The classifier settings of an HTTP policy, as plain data.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -188,6 +198,7 @@ impl HttpClassify {
             safe: self.safety.is_safe(req, grpc),
             grpc,
             retry_on: self.retry_on,
+            replay: req.extensions().get::<ReplayWatch>().cloned(),
         }
     }
 }
@@ -209,11 +220,13 @@ impl<B, RB> Classify<Request<B>, Response<RB>> for HttpClassify {
 }
 
 /// Classifies one request's result; made by [`HttpClassify`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HttpClassifier {
     safe: bool,
     grpc: bool,
     retry_on: StatusSet,
+    /// The request body's watch, when a `BufferRequestBodyLayer` wrapped it.
+    replay: Option<ReplayWatch>,
 }
 
 impl HttpClassifier {
@@ -299,9 +312,16 @@ impl<RB> Classifier<Response<RB>> for HttpClassifier {
     }
 
     fn classify(self, result: Result<&Response<RB>, &BoxError>) -> Classification {
-        match result {
+        let c = match result {
             Ok(res) => self.classify_head(res.status(), res.headers()),
             Err(err) => self.classify_error(err),
+        };
+        // The body went past its replay cap (or failed) during this attempt: a copy
+        // made before it cannot be sent, so there is nothing to retry with.
+        if self.replay.as_ref().is_some_and(ReplayWatch::is_spent) {
+            c.with_retry(RetryClass::No)
+        } else {
+            c
         }
     }
 }

@@ -187,7 +187,7 @@ fn trailers_only_grpc_answers() {
 fn streamed_grpc_answers_wait_for_their_trailers() {
     let classifier = HttpClassify::new().classifier(&grpc_req());
     let streamed = res(200, &[("content-type", "application/grpc")]);
-    let c = Classifier::<Response<()>>::classify(classifier, Ok(&streamed));
+    let c = Classifier::<Response<()>>::classify(classifier.clone(), Ok(&streamed));
     assert_eq!(c.verdict, Verdict::Success);
     let eos = classifier
         .eos(&streamed)
@@ -327,4 +327,51 @@ proptest! {
         // A delay and the do-not-retry mark never come together from one pushback.
         prop_assert!(!(c.delay_hint.is_some() && c.do_not_retry));
     }
+}
+
+#[tokio::test]
+async fn a_body_that_went_past_its_replay_cap_is_not_retried() {
+    use crate::replay::{BufferRequestBodyLayer, ReplayBody, ReplayWatch};
+    use http_body_util::{BodyExt, StreamBody};
+    use tower::{Layer, ServiceExt, service_fn};
+
+    // A streamed body of unknown size, read through the layer that records its watch.
+    let chunks = || {
+        let frames = [&b"1234"[..], b"5678"]
+            .map(|c| Ok::<_, io::Error>(http_body::Frame::data(bytes::Bytes::from_static(c))));
+        StreamBody::new(futures_util::stream::iter(frames))
+    };
+    let reader = service_fn(|req: Request<ReplayBody<_>>| async move {
+        let watch = req.extensions().get::<ReplayWatch>().cloned().unwrap();
+        let before = watch.is_spent();
+        let classifier = HttpClassify::new().classifier(&req);
+        req.into_body().collect().await.unwrap();
+        Ok::<_, BoxError>((before, classifier))
+    });
+    let unavailable = res(503, &[]);
+
+    let within = Request::put("/").body(chunks()).unwrap();
+    let (before, classifier) = BufferRequestBodyLayer::new(8)
+        .layer(reader)
+        .oneshot(within)
+        .await
+        .unwrap();
+    assert!(!before);
+    let c = Classifier::<Response<()>>::classify(classifier, Ok(&unavailable));
+    assert_eq!(c.retry, RetryClass::IfSafe, "within the cap: retryable");
+
+    let past = Request::put("/").body(chunks()).unwrap();
+    let (before, classifier) = BufferRequestBodyLayer::new(7)
+        .layer(reader)
+        .oneshot(past)
+        .await
+        .unwrap();
+    assert!(!before, "nothing read yet when the request went out");
+    let c = Classifier::<Response<()>>::classify(classifier, Ok(&unavailable));
+    assert_eq!(
+        c.retry,
+        RetryClass::No,
+        "the attempt carried the body past the cap"
+    );
+    assert_eq!(c.verdict, Verdict::Failure, "the verdict is the answer's");
 }

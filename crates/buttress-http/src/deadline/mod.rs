@@ -19,7 +19,8 @@
 //!   [`Attempt`](buttress::Attempt) (`grpc-previous-rpc-attempts` = attempt - 1, from
 //!   the second attempt on, for gRPC; `buttress-attempt` for others). When the request
 //!   carries no deadline it uses the [request context](crate::context)'s; when both
-//!   exist, the earlier.
+//!   exist, the earlier. A sooner value already in the header (tonic's
+//!   `Request::set_timeout`, say) is kept.
 //! - Client, outermost: [`InheritContextLayer`] gives each outbound request the
 //!   earlier of its own deadline and the request context's, so every layer of the client
 //!   stack (total timeout, retry) sees the inbound deadline; and it sets the context's

@@ -102,12 +102,23 @@ fn write_headers<B>(config: &OutboundDeadlineConfig, req: &mut Request<B>) {
         let left = deadline
             .remaining(Instant::now())
             .saturating_sub(config.offset);
-        if grpc {
-            req.headers_mut()
-                .insert(GRPC_TIMEOUT, hint::format_grpc_timeout(left));
+        // A sooner value already in the request (tonic's `Request::set_timeout`, the
+        // caller's own header) stands: the callee gets the sooner of the two.
+        let (name, value) = if grpc {
+            (GRPC_TIMEOUT, hint::format_grpc_timeout(left))
         } else {
-            req.headers_mut()
-                .insert(config.header.clone(), hint::format_timeout_ms(left));
+            (config.header.clone(), hint::format_timeout_ms(left))
+        };
+        let sooner = req.headers().get(&name).is_some_and(|v| {
+            let set = if grpc {
+                hint::grpc_timeout(v.as_bytes())
+            } else {
+                hint::timeout_ms(v.as_bytes())
+            };
+            set.is_some_and(|set| set <= left)
+        });
+        if !sooner {
+            req.headers_mut().insert(name, value);
         }
     }
     if config.attempts {

@@ -177,6 +177,33 @@ async fn client_writes_time_left_minus_the_offset() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn client_keeps_a_sooner_deadline_already_in_the_headers() {
+    let grpc = |timeout: &'static str| {
+        let mut req = Request::post("/pkg.Svc/Get")
+            .header("content-type", "application/grpc")
+            .header("grpc-timeout", timeout)
+            .body(())
+            .unwrap();
+        req.set_deadline(Deadline::after(Instant::now(), Duration::from_millis(300)));
+        req
+    };
+    let h = outbound(DeadlineToHeadersLayer::default(), grpc("100m")).await;
+    assert_eq!(h["grpc-timeout"], "100m", "sooner: kept");
+    let h = outbound(DeadlineToHeadersLayer::default(), grpc("10S")).await;
+    assert_eq!(h["grpc-timeout"], "295000u", "later: replaced");
+    let h = outbound(DeadlineToHeadersLayer::default(), grpc("garbage")).await;
+    assert_eq!(h["grpc-timeout"], "295000u", "malformed: replaced");
+
+    let mut req = Request::get("/")
+        .header("buttress-timeout-ms", "40")
+        .body(())
+        .unwrap();
+    req.set_deadline(Deadline::after(Instant::now(), Duration::from_millis(300)));
+    let h = outbound(DeadlineToHeadersLayer::default(), req).await;
+    assert_eq!(h["buttress-timeout-ms"], "40");
+}
+
+#[tokio::test(start_paused = true)]
 async fn client_attempt_numbers() {
     let mut first = Request::post("/")
         .header("content-type", "application/grpc+proto")

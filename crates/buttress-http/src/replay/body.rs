@@ -1,5 +1,6 @@
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -46,6 +47,54 @@ struct Shared<B> {
     failed: bool,
     /// Copies waiting for the original body to make progress.
     waiters: Vec<Waker>,
+    /// Told when copies can no longer be made (`over_cap` or `failed`).
+    watch: ReplayWatch,
+}
+
+impl<B> Shared<B> {
+    fn set_over_cap(&mut self) {
+        self.over_cap = true;
+        self.watch.spent.store(true, Ordering::Relaxed);
+    }
+
+    fn set_failed(&mut self) {
+        self.failed = true;
+        self.watch.spent.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Says whether copies of one [`ReplayBody`] can still be made, without naming the
+/// body's type: a request extension a classifier can read.
+///
+/// A retry layer makes its copy of a request before the first attempt streams the
+/// body; if that attempt then carries the body past its cap, the copy cannot be sent.
+/// [`BufferRequestBodyLayer`](super::BufferRequestBodyLayer) puts the watch of each
+/// body it wraps into the request's extensions, and
+/// [`HttpClassify`](crate::classify::HttpClassify) classifies the outcome of a
+/// request whose watch says *spent* as not retryable, so the retry layer returns that
+/// outcome instead of sending a copy that would fail.
+///
+/// ```
+/// use buttress_http::replay::ReplayBody;
+/// use http_body_util::Full;
+///
+/// let small = ReplayBody::new(Full::new(bytes::Bytes::from_static(b"1234")), 4);
+/// assert!(!small.watch().is_spent());
+/// // Known to be larger than the cap: never buffered, never replayed.
+/// let large = ReplayBody::new(Full::new(bytes::Bytes::from_static(b"12345678")), 4);
+/// assert!(large.watch().is_spent());
+/// assert!(large.try_replay().is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ReplayWatch {
+    spent: Arc<AtomicBool>,
+}
+
+impl ReplayWatch {
+    /// Whether the body went past its cap or failed: no copy can deliver it any more.
+    pub fn is_spent(&self) -> bool {
+        self.spent.load(Ordering::Relaxed)
+    }
 }
 
 /// A request body that can be sent again; see the [module docs](super).
@@ -76,6 +125,9 @@ impl<B: Body + Unpin> ReplayBody<B> {
         let ended = body.is_end_stream();
         // Known to be too large: never buffer it.
         let over_cap = body.size_hint().exact().is_some_and(|n| n > cap as u64);
+        let watch = ReplayWatch {
+            spent: Arc::new(AtomicBool::new(over_cap)),
+        };
         Self {
             shared: Arc::new(Mutex::new(Shared {
                 inner: (!ended).then_some(body),
@@ -87,6 +139,7 @@ impl<B: Body + Unpin> ReplayBody<B> {
                 over_cap,
                 failed: false,
                 waiters: Vec::new(),
+                watch,
             })),
             cursor: Cursor {
                 owner: over_cap,
@@ -131,6 +184,11 @@ impl<B> ReplayBody<B> {
     pub fn is_replayable(&self) -> bool {
         let s = lock(&self.shared);
         !s.over_cap && !s.failed
+    }
+
+    /// The body's [`ReplayWatch`] (shared by every copy).
+    pub fn watch(&self) -> ReplayWatch {
+        lock(&self.shared).watch.clone()
     }
 
     /// Bytes kept so far.
@@ -254,7 +312,7 @@ impl Cursor {
                 Poll::Ready(None)
             }
             Some(Err(e)) => {
-                s.failed = true;
+                s.set_failed();
                 s.inner = None;
                 self.done = true;
                 Poll::Ready(Some(Err(e.into())))
@@ -281,7 +339,7 @@ impl Cursor {
                         self.offset = s.len;
                     } else if !s.over_cap {
                         tracing::debug!(target: "buttress::http", cap = s.cap, "request body past its replay cap: it will not be retried");
-                        s.over_cap = true;
+                        s.set_over_cap();
                         self.owner = true;
                     }
                 }

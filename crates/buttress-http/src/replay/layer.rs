@@ -10,8 +10,9 @@ use super::ReplayBody;
 /// The default replay cap: 64 KiB per request.
 pub const DEFAULT_CAP: usize = 64 * 1024;
 
-/// Wraps every request's body in a [`ReplayBody`] (client side, outside retry and
-/// hedge); see the [module docs](super).
+/// Wraps every request's body in a [`ReplayBody`] and puts its
+/// [`ReplayWatch`](super::ReplayWatch) into the request's extensions (client side,
+/// outside retry and hedge); see the [module docs](super).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufferRequestBodyLayer {
     cap: usize,
@@ -90,7 +91,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let cap = self.cap;
-        self.inner.call(req.map(|b| ReplayBody::new(b, cap)))
+        let (mut parts, body) = req.into_parts();
+        let body = ReplayBody::new(body, self.cap);
+        parts.extensions.insert(body.watch());
+        self.inner.call(Request::from_parts(parts, body))
     }
 }

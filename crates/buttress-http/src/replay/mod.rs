@@ -16,8 +16,13 @@
 //!   before reading it all); [`HttpReplay::hedge`] replays only a body fully buffered
 //!   ([`ReplayBody::is_complete`]): a hedge races the first attempt, which may still be
 //!   streaming, and must not wait on it.
+//! - A retry layer makes its copy before the first attempt streams the body. When that
+//!   attempt carries the body past the cap, the copy cannot be sent: the body's
+//!   [`ReplayWatch`] (a request extension) says so, and
+//!   [`HttpClassify`](crate::classify::HttpClassify) then calls the outcome not
+//!   retryable, so the caller gets the first attempt's answer.
 //! - [`BufferRequestBodyLayer`], outside retry in a client stack, wraps every request's
-//!   body. Its disabled form (a cap of 0) keeps the type: empty bodies (a `GET`) stay
+//!   body and puts its [`ReplayWatch`] into the request's extensions. Its disabled form (a cap of 0) keeps the type: empty bodies (a `GET`) stay
 //!   replayable, others are sent once.
 //!
 //! When not to use it: requests that are never retried, and bodies too large to keep
@@ -48,6 +53,6 @@ mod body;
 mod layer;
 mod strategy;
 
-pub use body::{ReplayBody, ReplayError};
+pub use body::{ReplayBody, ReplayError, ReplayWatch};
 pub use layer::{BufferRequestBody, BufferRequestBodyLayer, DEFAULT_CAP};
 pub use strategy::{CloneRequest, HttpReplay};
