@@ -4,8 +4,8 @@
 //! of every layer, `None` where a layer is off. It builds the canonical stack as one
 //! layer, in the order that makes the layers work together:
 //!
-//! - client ([`Policy::client_layer`]): total timeout -> retry -> hedge -> breaker ->
-//!   bulkhead -> attempt timeout -> (chaos) -> transport;
+//! - client ([`Policy::client_layer`]): total timeout -> retry -> hedge -> throttle ->
+//!   breaker -> bulkhead -> attempt timeout -> (chaos) -> transport;
 //! - server ([`Policy::server_layer`]): shed -> bulkhead -> timeout -> (chaos) ->
 //!   handler.
 //!
@@ -13,8 +13,7 @@
 //! breaker and bulkhead so a refused attempt can be retried, and above the attempt
 //! timeout so a hung attempt is cut short in time for another; hedges share the retry
 //! budget. On a server, shedding comes first so an overloaded server refuses early and
-//! cheaply. (Throttle and balance take their places between hedge and breaker as they
-//! land.)
+//! cheaply. (Balance takes its place between throttle and breaker when it lands.)
 //!
 //! The HTTP crate's `HttpPolicy` builds the same stacks with the HTTP classifier and
 //! replayable bodies ([`Policy::client_layer_with`], [`Policy::server_layer_with`]).
@@ -65,6 +64,7 @@ use crate::rejection::Scope;
 use crate::replay::CloneReplay;
 use crate::retry::{Retry, RetryConfig, RetryHandle, RetryLayer};
 use crate::shed::{Shed, ShedConfig, ShedHandle, ShedLayer};
+use crate::throttle::{Throttle, ThrottleConfig, ThrottleHandle, ThrottleLayer};
 use crate::timeout::{Timeout, TimeoutLayer};
 use crate::{BoxError, RequestMeta};
 
@@ -98,6 +98,9 @@ pub struct Policy {
     /// Hedged requests, drawing on the retry budget when retry is on (client stacks).
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub hedge: Option<HedgeConfig>,
+    /// Client-side adaptive throttling (client stacks).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub throttle: Option<ThrottleConfig>,
     /// Circuit breaker (client stacks).
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub breaker: Option<BreakerConfig>,
@@ -141,6 +144,13 @@ impl Policy {
         self
     }
 
+    /// Sets client-side throttling.
+    #[must_use]
+    pub fn with_throttle(mut self, throttle: ThrottleConfig) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
     /// Sets the circuit breaker.
     #[must_use]
     pub fn with_breaker(mut self, breaker: BreakerConfig) -> Self {
@@ -175,9 +185,10 @@ impl Policy {
         self.client_layer_with(DefaultClassify, CloneReplay, Global)
     }
 
-    /// Builds the canonical client stack with `classify` (read by retry, hedge and
-    /// the breaker), `replay` (retry and hedge) and `partition` (one breaker and one
-    /// bulkhead per key, e.g. per endpoint), creating the state of its stateful layers.
+    /// Builds the canonical client stack with `classify` (read by retry, hedge,
+    /// throttle and the breaker), `replay` (retry and hedge) and `partition` (one
+    /// throttle window, breaker and bulkhead per key, e.g. per endpoint), creating the
+    /// state of its stateful layers.
     pub fn client_layer_with<C, R, P>(
         &self,
         classify: C,
@@ -218,6 +229,9 @@ impl Policy {
         }
         .with_classify(classify.clone())
         .with_replay(hedge_replay);
+        let throttle = ThrottleLayer::from_config(self.throttle.clone())
+            .with_classify(classify.clone())
+            .with_partition(partition.clone());
         let breaker = BreakerBuilder::from_config(self.breaker)
             .classify(classify)
             .partition(partition.clone(), KeyedConfig::default())
@@ -228,6 +242,7 @@ impl Policy {
             handles: Handles {
                 retry: retry.handle(),
                 hedge: hedge.handle(),
+                throttle: throttle.handle(),
                 breaker: (!breaker.is_disabled()).then(|| breaker.handle()),
                 bulkhead: self.bulkhead.as_ref().map(|_| bulkhead.handle()),
                 shed: None,
@@ -236,6 +251,7 @@ impl Policy {
             total: TimeoutLayer::new(Scope::Total, self.timeout),
             retry,
             hedge,
+            throttle,
             breaker,
             bulkhead,
             attempt: TimeoutLayer::new(Scope::Attempt, self.attempt_timeout),
@@ -247,7 +263,7 @@ impl Policy {
     /// state of its stateful layers.
     ///
     /// A server has one timeout: `timeout`. Client-side settings (`attempt_timeout`,
-    /// `retry`, `hedge`, `breaker`) are not part of it.
+    /// `retry`, `hedge`, `throttle`, `breaker`) are not part of it.
     pub fn server_layer(&self) -> ServerLayer {
         self.server_layer_with(DefaultClassify)
     }
@@ -262,6 +278,7 @@ impl Policy {
             handles: Handles {
                 retry: None,
                 hedge: None,
+                throttle: None,
                 breaker: None,
                 bulkhead: self.bulkhead.as_ref().map(|_| bulkhead.handle()),
                 shed: shed.handle(),
@@ -284,6 +301,8 @@ pub struct Handles {
     pub retry: Option<RetryHandle>,
     /// The hedge layer's handle.
     pub hedge: Option<HedgeHandle>,
+    /// The throttle's handle.
+    pub throttle: Option<ThrottleHandle>,
     /// The breaker's handle.
     pub breaker: Option<BreakerHandle>,
     /// The bulkhead's handle.
@@ -301,6 +320,7 @@ pub struct ClientLayer<C = DefaultClassify, R = CloneReplay, P = Global, H = R> 
     total: TimeoutLayer,
     retry: RetryLayer<C, R>,
     hedge: HedgeLayer<C, H>,
+    throttle: ThrottleLayer<C, P>,
     breaker: BreakerLayer<C, P>,
     bulkhead: BulkheadLayer<P>,
     attempt: TimeoutLayer,
@@ -316,7 +336,7 @@ impl<C, R, P, H> ClientLayer<C, R, P, H> {
 }
 
 type ClientStack<S, C, R, P, H> =
-    Timeout<Retry<Hedge<Breaker<Bulkhead<Timeout<Chaos<S>>, P>, C, P>, C, H>, C, R>>;
+    Timeout<Retry<Hedge<Throttle<Breaker<Bulkhead<Timeout<Chaos<S>>, P>, C, P>, C, P>, C, H>, C, R>>;
 
 /// The service a [`ClientLayer`] makes.
 #[derive(Debug, Clone)]
@@ -332,7 +352,8 @@ impl<S, C: Clone, R: Clone, P: Clone, H: Clone> Layer<S> for ClientLayer<C, R, P
         let attempt = self.attempt.layer(chaos);
         let bulkhead = self.bulkhead.layer(attempt);
         let breaker = self.breaker.layer(bulkhead);
-        let hedge = self.hedge.layer(breaker);
+        let throttle = self.throttle.layer(breaker);
+        let hedge = self.hedge.layer(throttle);
         let retry = self.retry.layer(hedge);
         ClientService {
             inner: self.total.layer(retry),

@@ -1,0 +1,81 @@
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::config::ShedConfig;
+use super::limit::Limit;
+use super::state::Shared;
+use super::{Shed, ShedHandle};
+use crate::classify::DefaultClassify;
+
+/// Applies [`Shed`] to services. Every service it makes shares one limit, one queue
+/// and one drain switch, reachable through [`handle`](Self::handle).
+#[derive(Debug, Clone)]
+pub struct ShedLayer<C = DefaultClassify> {
+    shared: Option<Arc<Shared>>,
+    classify: C,
+}
+
+impl ShedLayer {
+    /// Sheds load as `config` says, with the algorithm it names.
+    pub fn new(config: ShedConfig) -> Self {
+        let limit = config.limit.build();
+        Self::with_limit(config, limit)
+    }
+
+    /// Sheds load as `config` says, but with `limit` as the algorithm (your own, or a
+    /// built-in one tuned beyond what the config offers). `config.limit` is then
+    /// unused until a [`reconfigure`](ShedHandle::reconfigure) changes it.
+    pub fn with_limit(config: ShedConfig, limit: impl Limit + 'static) -> Self {
+        Self {
+            shared: Some(Arc::new(Shared::new(config, Box::new(limit)))),
+            classify: DefaultClassify,
+        }
+    }
+
+    /// A pass-through: calls go straight to the inner service, with no state, no
+    /// clock read and no handle.
+    pub fn disabled() -> Self {
+        Self {
+            shared: None,
+            classify: DefaultClassify,
+        }
+    }
+
+    /// [`new`](Self::new) for `Some(config)`, [`disabled`](Self::disabled) for
+    /// `None`: the same type either way, as `Policy` needs.
+    pub fn from_config(config: Option<ShedConfig>) -> Self {
+        config.map_or_else(Self::disabled, Self::new)
+    }
+}
+
+impl<C> ShedLayer<C> {
+    /// Reads outcomes with `classify` instead of [`DefaultClassify`]: its
+    /// [`overload`](crate::Classification::overload) answers (a 503 or 429 from the
+    /// handler) are drops for the limit algorithm.
+    pub fn with_classify<C2>(self, classify: C2) -> ShedLayer<C2> {
+        ShedLayer {
+            shared: self.shared,
+            classify,
+        }
+    }
+
+    /// The handle to this layer's limit, queue and drain switch; `None` for a
+    /// disabled layer.
+    pub fn handle(&self) -> Option<ShedHandle> {
+        self.shared.clone().map(ShedHandle::new)
+    }
+
+    /// Whether this layer sheds (it was built from a config).
+    pub fn is_enabled(&self) -> bool {
+        self.shared.is_some()
+    }
+}
+
+impl<S, C: Clone> Layer<S> for ShedLayer<C> {
+    type Service = Shed<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Shed::from_parts(inner, self.shared.clone(), self.classify.clone())
+    }
+}

@@ -1,0 +1,359 @@
+//! Concurrency-limit algorithms: plain structs fed with round-trip samples.
+//!
+//! The shed layer admits a call while fewer than [`Limit::limit`] calls are in flight
+//! and feeds every admitted call's outcome back as a [`Sample`]. Four algorithms come
+//! with buttress:
+//!
+//! | algorithm | reacts to | settles where |
+//! |---|---|---|
+//! | [`Fixed`] | nothing | where you put it |
+//! | [`Aimd`] | drops, and round trips above `tolerance` x the baseline | just past the knee: +1 per round trip, x`backoff` on a drop |
+//! | [`Gradient`] | the ratio of a long-term baseline to the recent round trip (Gradient2-style) | where the round trip is `tolerance` x the baseline, plus a small queue |
+//! | [`Vegas`] | the queue estimated from the baseline and the recent round trip | with `alpha..beta` calls queued at the callee |
+//!
+//! The adaptive ones update once per *window* of about one round trip's worth of
+//! samples (as many samples as the current limit, at least ten), not on every sample:
+//! the effect of a change only shows a round trip later, and updating faster
+//! overshoots.
+//!
+//! # Guardrails
+//!
+//! - Only calls the callee answered are round-trip samples. Calls the shed layer
+//!   refused never reach the algorithm, and a cancelled call (its future dropped
+//!   before the deadline) feeds nothing: both look fast and would fool the limiter.
+//! - Timeouts and overload answers are *drops* ([`Sample::dropped`]): they say "too
+//!   much", and their round-trip time is not used.
+//! - The baseline (the no-load round trip) follows faster samples at once but rises
+//!   only slowly, over [`LimitConfig::baseline_window`](super::LimitConfig), and never
+//!   above [`LimitConfig::max_healthy_rtt`](super::LimitConfig): a long incident
+//!   cannot teach the limiter that slow is normal.
+//! - No growth while the service is not using the limit it has (fewer than half of
+//!   it in flight): a quiet period does not inflate the limit.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+mod aimd;
+mod fixed;
+mod gradient;
+mod vegas;
+
+pub use aimd::Aimd;
+pub use fixed::Fixed;
+pub use gradient::Gradient;
+pub use vegas::Vegas;
+
+/// One admitted call's outcome, as the shed layer reports it to its [`Limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// Time from admission to the answer. Not meaningful when `dropped`.
+    pub rtt: Duration,
+    /// Calls in flight when this one was admitted, itself included.
+    pub in_flight: usize,
+    /// The call timed out or was answered with an overload signal.
+    pub dropped: bool,
+    /// When the answer came.
+    pub at: Instant,
+}
+
+/// A concurrency-limit algorithm.
+///
+/// Implement it to plug your own algorithm into
+/// [`ShedLayer::with_limit`](super::ShedLayer::with_limit). It is called under a short
+/// lock once per completed call, so keep `on_sample` cheap and allocation-free.
+pub trait Limit: Send + fmt::Debug {
+    /// The current limit: how many calls may be in flight.
+    fn limit(&self) -> usize;
+
+    /// Feeds one outcome.
+    fn on_sample(&mut self, sample: Sample);
+}
+
+impl<L: Limit + ?Sized> Limit for Box<L> {
+    fn limit(&self) -> usize {
+        (**self).limit()
+    }
+
+    fn on_sample(&mut self, sample: Sample) {
+        (**self).on_sample(sample);
+    }
+}
+
+/// The smallest window: fewer samples say too little about the round trip.
+const MIN_WINDOW: u32 = 10;
+
+/// Samples gathered over about one round trip.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Window {
+    samples: u32,
+    /// Samples that were not drops.
+    answered: u32,
+    drops: u32,
+    rtt_sum: Duration,
+    min_rtt: Option<Duration>,
+    max_in_flight: usize,
+}
+
+/// What one window saw.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowSummary {
+    pub(crate) drops: u32,
+    /// Mean round trip of the answered samples, if any.
+    pub(crate) mean_rtt: Option<Duration>,
+    /// Fastest answered sample, if any.
+    pub(crate) min_rtt: Option<Duration>,
+    pub(crate) max_in_flight: usize,
+}
+
+impl Window {
+    /// Adds `sample`; returns the summary and starts a new window once it holds as
+    /// many samples as `limit` (at least ten).
+    pub(crate) fn add(&mut self, sample: &Sample, limit: usize) -> Option<WindowSummary> {
+        self.samples += 1;
+        self.max_in_flight = self.max_in_flight.max(sample.in_flight);
+        if sample.dropped {
+            self.drops += 1;
+        } else {
+            self.answered += 1;
+            self.rtt_sum = self.rtt_sum.saturating_add(sample.rtt);
+            self.min_rtt = Some(self.min_rtt.map_or(sample.rtt, |m| m.min(sample.rtt)));
+        }
+        let len = u32::try_from(limit).unwrap_or(u32::MAX).max(MIN_WINDOW);
+        if self.samples < len {
+            return None;
+        }
+        let w = std::mem::take(self);
+        Some(WindowSummary {
+            drops: w.drops,
+            mean_rtt: (w.answered > 0).then(|| w.rtt_sum / w.answered),
+            min_rtt: w.min_rtt,
+            max_in_flight: w.max_in_flight,
+        })
+    }
+}
+
+/// The no-load round trip: the minimum seen over the last one to two
+/// `window`s, never above `max_healthy`.
+///
+/// Faster samples lower it at once; it rises only when a whole window passes without
+/// them, so a standing queue lifts it at most once per window.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Baseline {
+    current: Option<Duration>,
+    previous: Option<Duration>,
+    window: Duration,
+    rotated_at: Option<Instant>,
+    max_healthy: Option<Duration>,
+}
+
+impl Baseline {
+    pub(crate) fn new(window: Duration, max_healthy: Option<Duration>) -> Self {
+        Self {
+            current: None,
+            previous: None,
+            window,
+            rotated_at: None,
+            max_healthy,
+        }
+    }
+
+    pub(crate) fn observe(&mut self, rtt: Duration, at: Instant) {
+        let rotated_at = *self.rotated_at.get_or_insert(at);
+        if at.saturating_duration_since(rotated_at) >= self.window {
+            self.previous = self.current.take();
+            self.rotated_at = Some(at);
+        }
+        self.current = Some(self.current.map_or(rtt, |c| c.min(rtt)));
+    }
+
+    pub(crate) fn get(&self) -> Option<Duration> {
+        let min = match (self.current, self.previous) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match (min, self.max_healthy) {
+            (Some(m), Some(cap)) => Some(m.min(cap)),
+            (m, _) => m,
+        }
+    }
+}
+
+/// Clamps a computed limit into `min..=max`, rounding down, with `min >= 1`.
+pub(crate) fn clamp_limit(value: f64, min: usize, max: usize) -> usize {
+    let min = min.max(1);
+    let max = max.max(min);
+    if value.is_nan() || value <= min as f64 {
+        return min;
+    }
+    if value >= max as f64 {
+        return max;
+    }
+    (value as usize).clamp(min, max)
+}
+
+/// `max(1, log10(limit))`, the step Vegas grows and shrinks by.
+pub(crate) fn log10_step(limit: f64) -> f64 {
+    limit.max(1.0).log10().max(1.0)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Feeds `n` samples of `rtt` at `in_flight`, one every `every`, starting at `*now`.
+    pub(crate) fn feed(
+        limit: &mut dyn Limit,
+        now: &mut Instant,
+        n: usize,
+        rtt: Duration,
+        in_flight: usize,
+        dropped: bool,
+    ) {
+        for _ in 0..n {
+            *now += Duration::from_micros(100);
+            limit.on_sample(Sample {
+                rtt,
+                in_flight,
+                dropped,
+                at: *now,
+            });
+        }
+    }
+
+    /// A fluid model of a callee with `capacity` slots and service time `service`,
+    /// always offered more than `limit`: `limit` calls in flight, each taking
+    /// `service * max(1, limit / capacity)`. Runs `windows` round trips.
+    pub(crate) fn saturate(
+        limit: &mut dyn Limit,
+        now: &mut Instant,
+        capacity: usize,
+        service: Duration,
+        rounds: usize,
+    ) {
+        for _ in 0..rounds {
+            let l = limit.limit();
+            let rtt = service.mul_f64((l as f64 / capacity as f64).max(1.0));
+            for _ in 0..l {
+                *now += rtt / l as u32;
+                limit.on_sample(Sample {
+                    rtt,
+                    in_flight: l,
+                    dropped: false,
+                    at: *now,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn window_closes_after_limit_samples_and_ignores_dropped_rtts() {
+        let mut w = Window::default();
+        let at = Instant::now();
+        for i in 0..19 {
+            let s = Sample {
+                rtt: Duration::from_millis(10),
+                in_flight: i,
+                dropped: false,
+                at,
+            };
+            assert!(w.add(&s, 20).is_none());
+        }
+        let dropped = Sample {
+            rtt: Duration::from_micros(1),
+            in_flight: 3,
+            dropped: true,
+            at,
+        };
+        let s = w.add(&dropped, 20).unwrap();
+        assert_eq!(s.drops, 1);
+        assert_eq!(s.mean_rtt, Some(Duration::from_millis(10)));
+        assert_eq!(
+            s.min_rtt,
+            Some(Duration::from_millis(10)),
+            "a drop's tiny RTT is not a sample"
+        );
+        assert_eq!(s.max_in_flight, 18);
+        // Small limits still wait for ten samples.
+        for _ in 0..9 {
+            assert!(w.add(&dropped, 2).is_none());
+        }
+        assert!(w.add(&dropped, 2).unwrap().mean_rtt.is_none());
+    }
+
+    #[test]
+    fn baseline_falls_at_once_and_rises_only_after_a_window() {
+        let t0 = Instant::now();
+        let mut b = Baseline::new(Duration::from_secs(10), None);
+        b.observe(Duration::from_millis(10), t0);
+        b.observe(Duration::from_millis(30), t0 + Duration::from_secs(1));
+        assert_eq!(b.get(), Some(Duration::from_millis(10)));
+        // One window later the old minimum still counts (previous bucket)...
+        b.observe(Duration::from_millis(30), t0 + Duration::from_secs(11));
+        assert_eq!(b.get(), Some(Duration::from_millis(10)));
+        // ...and only after a second one does the baseline rise.
+        b.observe(Duration::from_millis(30), t0 + Duration::from_secs(22));
+        assert_eq!(b.get(), Some(Duration::from_millis(30)));
+        b.observe(Duration::from_millis(5), t0 + Duration::from_secs(23));
+        assert_eq!(b.get(), Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn max_healthy_rtt_caps_the_baseline() {
+        let t0 = Instant::now();
+        let mut b = Baseline::new(Duration::from_secs(1), Some(Duration::from_millis(50)));
+        for s in 0..100 {
+            b.observe(Duration::from_millis(400), t0 + Duration::from_secs(s));
+        }
+        assert_eq!(b.get(), Some(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn clamp_limit_handles_nonsense() {
+        assert_eq!(clamp_limit(f64::NAN, 5, 10), 5);
+        assert_eq!(clamp_limit(f64::INFINITY, 5, 10), 10);
+        assert_eq!(clamp_limit(7.9, 5, 10), 7);
+        assert_eq!(clamp_limit(3.0, 0, 0), 1);
+        assert_eq!(clamp_limit(30.0, 8, 4), 8, "max below min is raised to min");
+    }
+
+    fn any_sample() -> impl Strategy<Value = (u64, usize, bool)> {
+        (0u64..500_000, 0usize..5000, any::<bool>())
+    }
+
+    proptest! {
+        /// Whatever the samples, every algorithm stays within `min..=max`.
+        #[test]
+        fn every_algorithm_stays_within_bounds(
+            min in 1usize..50,
+            span in 0usize..500,
+            initial in 0usize..2000,
+            samples in proptest::collection::vec(any_sample(), 0..600),
+        ) {
+            let max = min + span;
+            let cfg = super::super::LimitConfig { initial, min, max, ..Default::default() };
+            let mut algos: Vec<Box<dyn Limit>> = vec![
+                Box::new(Fixed::new(initial.clamp(min, max))),
+                Box::new(Aimd::from_config(&cfg)),
+                Box::new(Gradient::from_config(&cfg)),
+                Box::new(Vegas::from_config(&cfg)),
+            ];
+            let mut at = Instant::now();
+            for (micros, in_flight, dropped) in samples {
+                at += Duration::from_micros(micros / 10);
+                for a in algos.iter_mut() {
+                    a.on_sample(Sample { rtt: Duration::from_micros(micros), in_flight, dropped, at });
+                    let l = a.limit();
+                    prop_assert!((min..=max).contains(&l), "{a:?} gave {l} outside {min}..={max}");
+                }
+            }
+        }
+    }
+}
