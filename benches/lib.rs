@@ -10,11 +10,11 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // benches time with the wall clock
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::future::{Ready, ready};
 use std::task::{Context, Poll};
-use std::cell::Cell;
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use tower_service::Service;
@@ -233,8 +233,12 @@ impl Report {
         );
         let _ = writeln!(s, "|---|---|---|---|---|---|");
         for r in &self.rows {
-            let over = r.overhead_vs_reference.map_or("".to_owned(), |x| format!("{x:.2}x"));
-            let allocs = r.allocs_per_call.map_or("".to_owned(), |x| format!("{x:.2}"));
+            let over = r
+                .overhead_vs_reference
+                .map_or("".to_owned(), |x| format!("{x:.2}x"));
+            let allocs = r
+                .allocs_per_call
+                .map_or("".to_owned(), |x| format!("{x:.2}"));
             let _ = writeln!(
                 s,
                 "| {} | {:.3} | {:.3}..{:.3} | {} | {} | {:.1} |",
@@ -267,7 +271,10 @@ pub fn time(n: u64, mut f: impl FnMut()) -> Duration {
 /// A current-thread tokio runtime with the time driver, as a long-lived client would
 /// run on.
 pub fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => panic!("cannot build a tokio runtime: {e}"),
     }
@@ -294,7 +301,12 @@ impl<R> Service<R> for Echo {
 
 /// Drives one long-lived `svc` for `n` calls (`ready().await` then `call().await`, as a
 /// client task would) on `rt`, and returns the elapsed wall time.
-pub fn drive<S, R>(rt: &tokio::runtime::Runtime, svc: &mut S, n: u64, req: impl Fn(u64) -> R) -> Duration
+pub fn drive<S, R>(
+    rt: &tokio::runtime::Runtime,
+    svc: &mut S,
+    n: u64,
+    req: impl Fn(u64) -> R,
+) -> Duration
 where
     S: Service<R>,
     S::Error: std::fmt::Debug,

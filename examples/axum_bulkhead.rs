@@ -31,8 +31,8 @@ fn app() -> Router {
         .with_timeout(Duration::from_secs(2))
         .with_bulkhead(BulkheadConfig::new(64).with_queue(32, Duration::from_millis(100)));
     // The expensive route: 2 at a time, 2 waiting at most 50 ms, the rest refused.
-    let expensive =
-        Policy::default().with_bulkhead(BulkheadConfig::new(2).with_queue(2, Duration::from_millis(50)));
+    let expensive = Policy::default()
+        .with_bulkhead(BulkheadConfig::new(2).with_queue(2, Duration::from_millis(50)));
     Router::new()
         .route(
             "/reports/{id}",
@@ -83,7 +83,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let req = hyper::Request::get(format!("http://{addr}/reports/late"))
         .header("buttress-timeout-ms", "100")
         .body(http_body_util::Empty::new())?;
-    println!("GET /reports/late with a 100 ms deadline: {}", client.request(req).await?.status());
+    println!(
+        "GET /reports/late with a 100 ms deadline: {}",
+        client.request(req).await?.status()
+    );
 
     if std::env::args().any(|a| a == "--serve") {
         println!("serving until Ctrl-C");

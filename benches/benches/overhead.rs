@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use buttress::bulkhead::{BulkheadConfig, BulkheadLayer};
 use buttress::timeout::TimeoutLayer;
-use buttress_benches::{CountingAlloc, Echo, Variant, allocations_per_call, drive, interleaved, runtime};
+use buttress_benches::{
+    CountingAlloc, Echo, Variant, allocations_per_call, drive, interleaved, runtime,
+};
 use tower::Layer;
 
 #[global_allocator]
@@ -19,8 +21,14 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 fn main() {
     let rt = runtime();
-    let rounds = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(41);
-    let calls = std::env::var("BENCH_CALLS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let rounds = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(41);
+    let calls = std::env::var("BENCH_CALLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
     let budget = Duration::from_secs(30);
 
     // The services live outside the guards so the runtime's timer is registered once.
@@ -44,8 +52,12 @@ fn main() {
         "timeout: per-call overhead (plain u64 requests; overhead vs reference = (variant - bare) / (tower Timeout - bare))",
         vec![
             Variant::new("bare", |n| drive(&rt, &mut bare, n, |i| i)),
-            Variant::new("tower Timeout", |n| drive(&rt, &mut tower_timeout, n, |i| i)),
-            Variant::new("buttress Timeout", |n| drive(&rt, &mut ours_timeout, n, |i| i)),
+            Variant::new("tower Timeout", |n| {
+                drive(&rt, &mut tower_timeout, n, |i| i)
+            }),
+            Variant::new("buttress Timeout", |n| {
+                drive(&rt, &mut ours_timeout, n, |i| i)
+            }),
             Variant::new("bare + 1 clock read", |n| {
                 let mut svc = Echo;
                 drive(&rt, &mut svc, n, |i| {
@@ -63,9 +75,15 @@ fn main() {
         "bulkhead: admitted per-call overhead (plain u64 requests; overhead vs reference = (variant - bare) / (tower ConcurrencyLimit - bare))",
         vec![
             Variant::new("bare", |n| drive(&rt, &mut bare, n, |i| i)),
-            Variant::new("tower ConcurrencyLimit", |n| drive(&rt, &mut tower_limit, n, |i| i)),
-            Variant::new("tower LoadShed+ConcurrencyLimit", |n| drive(&rt, &mut tower_shed_limit, n, |i| i)),
-            Variant::new("buttress Bulkhead", |n| drive(&rt, &mut ours_bulkhead, n, |i| i)),
+            Variant::new("tower ConcurrencyLimit", |n| {
+                drive(&rt, &mut tower_limit, n, |i| i)
+            }),
+            Variant::new("tower LoadShed+ConcurrencyLimit", |n| {
+                drive(&rt, &mut tower_shed_limit, n, |i| i)
+            }),
+            Variant::new("buttress Bulkhead", |n| {
+                drive(&rt, &mut ours_bulkhead, n, |i| i)
+            }),
             Variant::new("bare + 1 clock read", |n| {
                 let mut svc = Echo;
                 drive(&rt, &mut svc, n, |i| {
@@ -81,26 +99,49 @@ fn main() {
 
     let mut allocs = Vec::new();
     let mut s = TimeoutLayer::attempt(budget).layer(Echo);
-    allocs.push(("buttress Timeout", allocations_per_call(10_000, |n| {
-        drive(&rt, &mut s, n, |i| i);
-    })));
-    let mut s = BulkheadLayer::new(BulkheadConfig { max_concurrent: 64, ..Default::default() }).layer(Echo);
-    allocs.push(("buttress Bulkhead", allocations_per_call(10_000, |n| {
-        drive(&rt, &mut s, n, |i| i);
-    })));
+    allocs.push((
+        "buttress Timeout",
+        allocations_per_call(10_000, |n| {
+            drive(&rt, &mut s, n, |i| i);
+        }),
+    ));
+    let mut s = BulkheadLayer::new(BulkheadConfig {
+        max_concurrent: 64,
+        ..Default::default()
+    })
+    .layer(Echo);
+    allocs.push((
+        "buttress Bulkhead",
+        allocations_per_call(10_000, |n| {
+            drive(&rt, &mut s, n, |i| i);
+        }),
+    ));
     let mut s = tower::timeout::TimeoutLayer::new(budget).layer(Echo);
-    allocs.push(("tower Timeout", allocations_per_call(10_000, |n| {
-        drive(&rt, &mut s, n, |i| i);
-    })));
+    allocs.push((
+        "tower Timeout",
+        allocations_per_call(10_000, |n| {
+            drive(&rt, &mut s, n, |i| i);
+        }),
+    ));
     let mut s = tower::limit::ConcurrencyLimitLayer::new(64).layer(Echo);
-    allocs.push(("tower ConcurrencyLimit", allocations_per_call(10_000, |n| {
-        drive(&rt, &mut s, n, |i| i);
-    })));
-    allocs.push(("bare", allocations_per_call(10_000, |n| {
-        drive(&rt, &mut Echo, n, |i| i);
-    })));
-    timeouts.with_allocations(&allocs).publish("overhead-timeout");
-    limits.with_allocations(&allocs).publish("overhead-bulkhead");
+    allocs.push((
+        "tower ConcurrencyLimit",
+        allocations_per_call(10_000, |n| {
+            drive(&rt, &mut s, n, |i| i);
+        }),
+    ));
+    allocs.push((
+        "bare",
+        allocations_per_call(10_000, |n| {
+            drive(&rt, &mut Echo, n, |i| i);
+        }),
+    ));
+    timeouts
+        .with_allocations(&allocs)
+        .publish("overhead-timeout");
+    limits
+        .with_allocations(&allocs)
+        .publish("overhead-bulkhead");
 
     // http::Request: a total timeout writes the deadline into the extensions; the first
     // insert allocates the extension map.

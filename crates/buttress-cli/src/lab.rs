@@ -62,7 +62,10 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
 ];
 
 pub(crate) fn run(args: &LabArgs) -> ExitCode {
-    println!("buttress lab: {} scenarios, each run against the bare, tower and buttress stacks\n", SCENARIOS.len());
+    println!(
+        "buttress lab: {} scenarios, each run against the bare, tower and buttress stacks\n",
+        SCENARIOS.len()
+    );
     let width = SCENARIOS.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for s in SCENARIOS {
         println!("  {:width$}  fault:  {}", s.name, s.fault);
@@ -92,7 +95,11 @@ mod tests {
 
     #[test]
     fn listing_succeeds() {
-        let args = LabArgs { list: true, sim: false, seed: 1 };
+        let args = LabArgs {
+            list: true,
+            sim: false,
+            seed: 1,
+        };
         assert_eq!(run(&args), ExitCode::SUCCESS);
     }
 }

@@ -74,7 +74,9 @@ mod tests {
         let cli = Cli::try_parse_from(["buttress", "lab", "--list"]).unwrap();
         assert!(matches!(cli.command, Command::Lab(ref a) if a.list));
         let cli = Cli::try_parse_from(["buttress", "check", "buttress.toml"]).unwrap();
-        assert!(matches!(cli.command, Command::Check { ref file } if file.ends_with("buttress.toml")));
+        assert!(
+            matches!(cli.command, Command::Check { ref file } if file.ends_with("buttress.toml"))
+        );
         assert!(Cli::try_parse_from(["buttress", "explain"]).is_err());
     }
 }

@@ -59,7 +59,11 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+        write!(
+            f,
+            "line {}, column {}: {}",
+            self.line, self.column, self.message
+        )
     }
 }
 
@@ -85,7 +89,10 @@ mod tests {
         let text = "{\n  \"policies\": {\n    \"p\": { \"timeout\": \"fast\" }\n  }\n}";
         let err = Config::from_json(text).unwrap_err();
         assert_eq!(err.line(), 3);
-        assert!(err.to_string().contains("invalid duration \"fast\""), "{err}");
+        assert!(
+            err.to_string().contains("invalid duration \"fast\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -209,7 +209,10 @@ impl Delays {
     }
 
     /// An iterator over the delays, drawing jitter from `rng`.
-    pub fn iter<'a, R: Random + ?Sized>(&'a mut self, rng: &'a R) -> impl Iterator<Item = Duration> + 'a {
+    pub fn iter<'a, R: Random + ?Sized>(
+        &'a mut self,
+        rng: &'a R,
+    ) -> impl Iterator<Item = Duration> + 'a {
         std::iter::repeat_with(move || self.next_delay(rng))
     }
 }
@@ -248,7 +251,8 @@ mod tests {
         let rng = SplitMix::seeded(11);
         let runs = 4001;
         let attempts = 8;
-        let mut samples: Vec<Vec<Duration>> = (0..attempts).map(|_| Vec::with_capacity(runs)).collect();
+        let mut samples: Vec<Vec<Duration>> =
+            (0..attempts).map(|_| Vec::with_capacity(runs)).collect();
         for _ in 0..runs {
             let mut d = backoff.delays();
             for s in samples.iter_mut() {
@@ -260,7 +264,11 @@ mod tests {
             let median = s[runs / 2].as_secs_f64();
             let nominal = base.as_secs_f64() * f64::from(1u32 << i);
             let ratio = median / nominal;
-            assert!((0.6..1.6).contains(&ratio), "retry {}: median {median} vs {nominal}", i + 1);
+            assert!(
+                (0.6..1.6).contains(&ratio),
+                "retry {}: median {median} vs {nominal}",
+                i + 1
+            );
             // No spikes: the largest delay stays within a small factor of nominal.
             let top = s[runs - 1].as_secs_f64() / nominal;
             assert!(top < 4.0, "retry {}: max {top}x nominal", i + 1);

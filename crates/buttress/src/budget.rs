@@ -195,14 +195,19 @@ impl Budget {
 
 impl State {
     fn apply(&mut self, config: BudgetConfig) {
-        let ratio = if config.ratio.is_finite() { config.ratio.max(0.0) } else { 0.0 };
+        let ratio = if config.ratio.is_finite() {
+            config.ratio.max(0.0)
+        } else {
+            0.0
+        };
         self.config = config;
         self.deposit_units = (ratio * TOKEN as f64).round() as u64;
         let ttl = config.ttl.max(MIN_SLOT * SLOTS as u32);
         self.slot_nanos = (ttl / SLOTS as u32).as_nanos().max(1);
         // min_per_second tokens per second over the whole ttl, in units:
         // min_per_second * ttl_seconds * TOKEN = min_per_second * ttl_micros.
-        self.reserve = u64::from(config.min_per_second).saturating_mul(u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX));
+        self.reserve = u64::from(config.min_per_second)
+            .saturating_mul(u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX));
     }
 
     fn window_deposits(&self) -> u64 {
@@ -275,7 +280,13 @@ mod tests {
     #[test]
     fn fractional_ratios_are_exact() {
         let now = Instant::now();
-        for (ratio, requests, allowed) in [(0.6, 10, 6), (0.2, 100, 20), (0.1, 25, 2), (1.0, 7, 7), (0.0, 50, 0)] {
+        for (ratio, requests, allowed) in [
+            (0.6, 10, 6),
+            (0.2, 100, 20),
+            (0.1, 25, 2),
+            (1.0, 7, 7),
+            (0.0, 50, 0),
+        ] {
             let b = Budget::starting_at(cfg(ratio, 0, 10), now);
             for _ in 0..requests {
                 b.deposit(now);

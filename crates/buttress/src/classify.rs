@@ -345,7 +345,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rejection::{BulkheadFull, CircuitOpen, Cause, DoNotRetry, OverloadReason, Overloaded, Scope};
+    use crate::rejection::{
+        BulkheadFull, Cause, CircuitOpen, DoNotRetry, OverloadReason, Overloaded, Scope,
+    };
 
     fn classify_err(err: impl Into<BoxError>) -> Classification {
         let err: BoxError = err.into();
@@ -372,7 +374,10 @@ mod tests {
             // Nothing was sent: safe to retry any request.
             assert!(c.allows_retry(false), "{err}");
         }
-        let c = classify_err(Overloaded::new(OverloadReason::Drain, Duration::from_secs(2)));
+        let c = classify_err(Overloaded::new(
+            OverloadReason::Drain,
+            Duration::from_secs(2),
+        ));
         assert!(c.overload);
         assert_eq!(c.delay_hint, Some(Duration::from_secs(2)));
         let c = classify_err(BulkheadFull::full());

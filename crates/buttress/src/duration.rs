@@ -77,7 +77,13 @@ pub fn format(d: Duration) -> String {
     if nanos == 0 {
         return "0s".to_owned();
     }
-    for (unit, per) in [("h", 3_600_000_000_000u128), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)] {
+    for (unit, per) in [
+        ("h", 3_600_000_000_000u128),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+    ] {
         if nanos % per == 0 {
             return format!("{}{unit}", nanos / per);
         }
@@ -147,7 +153,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_a_reason() {
-        for s in ["", "ms", "10", "10 parsecs", "1e3s", "-1s", "1.2.3s", "99999999999999999999999h"] {
+        for s in [
+            "",
+            "ms",
+            "10",
+            "10 parsecs",
+            "1e3s",
+            "-1s",
+            "1.2.3s",
+            "99999999999999999999999h",
+        ] {
             let e = parse(s).unwrap_err();
             assert!(e.to_string().contains("invalid duration"), "{s}: {e}");
         }
@@ -155,7 +170,13 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for d in [Duration::from_millis(250), Duration::from_secs(90), Duration::from_nanos(7), Duration::from_secs(7200), Duration::ZERO] {
+        for d in [
+            Duration::from_millis(250),
+            Duration::from_secs(90),
+            Duration::from_nanos(7),
+            Duration::from_secs(7200),
+            Duration::ZERO,
+        ] {
             assert_eq!(parse(&format(d)), Ok(d));
         }
     }

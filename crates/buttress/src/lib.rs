@@ -77,7 +77,7 @@ pub mod throttle;
 #[cfg(feature = "timeout")]
 pub mod timeout;
 
-pub use classify::{Classification, Classify, Classifier, Origin, RetryClass, Verdict};
+pub use classify::{Classification, Classifier, Classify, Origin, RetryClass, Verdict};
 pub use deadline::{Attempt, Deadline, Priority, RequestMeta, WithDeadline};
 pub use mode::Mode;
 #[cfg(feature = "policy")]

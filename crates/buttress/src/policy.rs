@@ -335,8 +335,9 @@ impl<C, R, P, H> ClientLayer<C, R, P, H> {
     }
 }
 
-type ClientStack<S, C, R, P, H> =
-    Timeout<Retry<Hedge<Throttle<Breaker<Bulkhead<Timeout<Chaos<S>>, P>, C, P>, C, P>, C, H>, C, R>>;
+type ClientStack<S, C, R, P, H> = Timeout<
+    Retry<Hedge<Throttle<Breaker<Bulkhead<Timeout<Chaos<S>>, P>, C, P>, C, P>, C, H>, C, R>,
+>;
 
 /// The service a [`ClientLayer`] makes.
 #[derive(Debug, Clone)]

@@ -166,6 +166,9 @@ mod tests {
 
     #[test]
     fn entropy_seeds_differ() {
-        assert_ne!(SplitMix::from_entropy().next_u64(), SplitMix::from_entropy().next_u64());
+        assert_ne!(
+            SplitMix::from_entropy().next_u64(),
+            SplitMix::from_entropy().next_u64()
+        );
     }
 }

@@ -376,7 +376,10 @@ mod tests {
 
     #[test]
     fn finds_rejection_deep_in_the_source_chain() {
-        let err: BoxError = Wrapper(Wrapper(Overloaded::new(OverloadReason::Drain, Duration::from_secs(2)).into()).into()).into();
+        let err: BoxError = Wrapper(
+            Wrapper(Overloaded::new(OverloadReason::Drain, Duration::from_secs(2)).into()).into(),
+        )
+        .into();
         let r = Rejection::find(err.as_ref()).unwrap();
         assert_eq!(r.kind(), RejectionKind::Draining);
         assert_eq!(r.retry_after(), Some(Duration::from_secs(2)));
@@ -387,13 +390,32 @@ mod tests {
         let cases: Vec<(BoxError, RejectionKind, Option<Duration>)> = vec![
             (
                 Elapsed::new(Scope::Attempt, Cause::Budget).into(),
-                RejectionKind::Timeout { scope: Scope::Attempt, cause: Cause::Budget },
+                RejectionKind::Timeout {
+                    scope: Scope::Attempt,
+                    cause: Cause::Budget,
+                },
                 None,
             ),
-            (CircuitOpen::new(Duration::from_millis(1500)).into(), RejectionKind::CircuitOpen, Some(Duration::from_millis(1500))),
-            (BulkheadFull::full().into(), RejectionKind::BulkheadFull, None),
-            (Overloaded::new(OverloadReason::Shed, Duration::from_secs(1)).into(), RejectionKind::Shed, Some(Duration::from_secs(1))),
-            (Overloaded::new(OverloadReason::Throttle, Duration::ZERO).into(), RejectionKind::Throttled, Some(Duration::ZERO)),
+            (
+                CircuitOpen::new(Duration::from_millis(1500)).into(),
+                RejectionKind::CircuitOpen,
+                Some(Duration::from_millis(1500)),
+            ),
+            (
+                BulkheadFull::full().into(),
+                RejectionKind::BulkheadFull,
+                None,
+            ),
+            (
+                Overloaded::new(OverloadReason::Shed, Duration::from_secs(1)).into(),
+                RejectionKind::Shed,
+                Some(Duration::from_secs(1)),
+            ),
+            (
+                Overloaded::new(OverloadReason::Throttle, Duration::ZERO).into(),
+                RejectionKind::Throttled,
+                Some(Duration::ZERO),
+            ),
         ];
         for (err, kind, delay) in cases {
             let r = Rejection::find(err.as_ref()).unwrap();

@@ -54,7 +54,10 @@ impl<F> ResponseFuture<F> {
                 inner,
                 sleep: None,
                 // Never returned: there is no timer to fire.
-                elapsed: Elapsed::new(crate::rejection::Scope::Total, crate::rejection::Cause::Budget),
+                elapsed: Elapsed::new(
+                    crate::rejection::Scope::Total,
+                    crate::rejection::Cause::Budget,
+                ),
             },
         }
     }

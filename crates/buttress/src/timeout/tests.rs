@@ -13,7 +13,10 @@ use tower_layer::Layer;
 const MS: Duration = Duration::from_millis(1);
 
 /// A service that answers after `delay`, reporting the deadline it saw.
-fn slow(delay: Duration) -> impl Service<WithDeadline<()>, Response = Option<Deadline>, Error = BoxError, Future = impl Send> + Clone {
+fn slow(
+    delay: Duration,
+) -> impl Service<WithDeadline<()>, Response = Option<Deadline>, Error = BoxError, Future = impl Send>
++ Clone {
     service_fn(move |req: WithDeadline<()>| async move {
         tokio::time::sleep(delay).await;
         Ok::<_, BoxError>(req.deadline())
@@ -125,13 +128,16 @@ async fn no_budget_and_no_deadline_is_a_pass_through() {
 
 #[tokio::test(start_paused = true)]
 async fn propagation_can_be_turned_off() {
-    let svc = TimeoutLayer::total(250 * MS).propagate(false).layer(slow(MS));
+    let svc = TimeoutLayer::total(250 * MS)
+        .propagate(false)
+        .layer(slow(MS));
     assert_eq!(svc.oneshot(WithDeadline::new(())).await.unwrap(), None);
 }
 
 #[tokio::test(start_paused = true)]
 async fn inner_errors_are_passed_on() {
-    let svc = TimeoutLayer::total(MS * 10).layer(service_fn(|_: u32| async { Err::<(), _>("boom") }));
+    let svc =
+        TimeoutLayer::total(MS * 10).layer(service_fn(|_: u32| async { Err::<(), _>("boom") }));
     let err = svc.oneshot(1).await.unwrap_err();
     assert_eq!(err.to_string(), "boom");
 }
