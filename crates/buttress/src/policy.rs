@@ -229,7 +229,7 @@ impl Policy {
         }
         .with_classify(classify.clone())
         .with_replay(hedge_replay);
-        let throttle = ThrottleLayer::from_config(self.throttle.clone())
+        let throttle = ThrottleLayer::from_config(self.throttle)
             .with_classify(classify.clone())
             .with_partition(partition.clone());
         let breaker = BreakerBuilder::from_config(self.breaker)
