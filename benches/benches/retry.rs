@@ -22,40 +22,21 @@
     clippy::unwrap_used
 )] // a bench: wall clock, and a failure should panic
 
-use std::convert::Infallible;
-use std::future::{Ready, ready};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use buttress::budget::{Budget, BudgetConfig};
 use buttress::hedge::{HedgeConfig, HedgeLayer};
 use buttress::retry::{RetryConfig, RetryLayer};
 use buttress::{Deadline, WithDeadline};
-use buttress_benches::{CountingAlloc, Variant, allocations_per_call, interleaved, runtime};
+use buttress_benches::{
+    CountingAlloc, Echo, Variant, allocations_per_call, drive, interleaved, runtime,
+};
 use tower::retry::budget::{Budget as _, TpsBudget};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
-
-/// The cheapest possible service: answers at once.
-#[derive(Clone, Copy, Debug)]
-struct Echo;
-
-impl<R> Service<R> for Echo {
-    type Response = R;
-    type Error = Infallible;
-    type Future = Ready<Result<R, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: R) -> Self::Future {
-        ready(Ok(req))
-    }
-}
 
 /// tower's retry with its `TpsBudget`, the way tower's docs use it: deposit on every
 /// answer, withdraw before a retry, back off with a sleep.
@@ -83,27 +64,6 @@ impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for TowerBudgetPolicy
     fn clone_request(&mut self, req: &Req) -> Option<Req> {
         Some(req.clone())
     }
-}
-
-/// Drives `svc` for `n` calls and returns the elapsed wall time.
-fn drive<S, R>(
-    rt: &tokio::runtime::Runtime,
-    svc: &mut S,
-    n: u64,
-    req: impl Fn(u64) -> R,
-) -> Duration
-where
-    S: Service<R>,
-    S::Error: std::fmt::Debug,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        for i in 0..n {
-            let r = svc.ready().await.unwrap().call(req(i)).await;
-            std::hint::black_box(r.unwrap());
-        }
-        start.elapsed()
-    })
 }
 
 fn env(name: &str, default: u64) -> u64 {
