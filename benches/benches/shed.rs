@@ -52,36 +52,64 @@ fn main() {
     let mut disabled = ShedLayer::disabled().layer(Echo);
     let clock = || std::hint::black_box(tokio::time::Instant::now());
 
-    let report = interleaved(
-        "shed: admitted per-call overhead (WithDeadline<u64> requests; overhead vs reference = (variant - bare) / (tower LoadShed+ConcurrencyLimit - bare))",
-        vec![
-            Variant::new("bare", |n| drive(&rt, &mut bare, n, with_deadline)),
-            Variant::new("tower LoadShed+ConcurrencyLimit", |n| {
-                drive(&rt, &mut tower_pair, n, with_deadline)
-            }),
-            Variant::new(
-                "buttress Shed, gradient, deadline carried (1 clock read)",
-                |n| drive(&rt, &mut shed, n, with_deadline),
-            ),
-            Variant::new(
-                "buttress Shed, gradient, no deadline (2 clock reads)",
-                |n| drive(&rt, &mut shed_no_deadline, n, without),
-            ),
-            Variant::new(
-                "buttress Shed, fixed, deadline carried (1 clock read)",
-                |n| drive(&rt, &mut shed_fixed, n, with_deadline),
-            ),
-            Variant::new("buttress Shed, disabled (pass-through)", |n| {
-                drive(&rt, &mut disabled, n, with_deadline)
-            }),
-            Variant::new("bare + 1 clock read", |n| {
+    type Run<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
+    let variants: Vec<(&str, Run<'_>)> = vec![
+        (
+            "bare",
+            Box::new(|n| drive(&rt, &mut bare, n, with_deadline)),
+        ),
+        (
+            "tower LoadShed+ConcurrencyLimit",
+            Box::new(|n| drive(&rt, &mut tower_pair, n, with_deadline)),
+        ),
+        (
+            "buttress Shed, gradient, deadline carried (1 clock read)",
+            Box::new(|n| drive(&rt, &mut shed, n, with_deadline)),
+        ),
+        (
+            "buttress Shed, gradient, no deadline (2 clock reads)",
+            Box::new(|n| drive(&rt, &mut shed_no_deadline, n, without)),
+        ),
+        (
+            "buttress Shed, fixed, deadline carried (1 clock read)",
+            Box::new(|n| drive(&rt, &mut shed_fixed, n, with_deadline)),
+        ),
+        (
+            "buttress Shed, disabled (pass-through)",
+            Box::new(|n| drive(&rt, &mut disabled, n, with_deadline)),
+        ),
+        (
+            "bare + 1 clock read",
+            Box::new(|n| {
                 let mut svc = Echo;
                 drive(&rt, &mut svc, n, |i| {
                     clock();
                     with_deadline(i)
                 })
             }),
-        ],
+        ),
+    ];
+
+    // To profile one row alone (e.g. under `valgrind --tool=callgrind`), set
+    // `PROFILE_ROW` to part of its name and optionally `PROFILE_CALLS`:
+    // `PROFILE_ROW="fixed" PROFILE_CALLS=200000 valgrind --tool=callgrind target/release/deps/shed-*`.
+    if let Ok(name) = std::env::var("PROFILE_ROW") {
+        let n = std::env::var("PROFILE_CALLS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(200_000_000u64);
+        let Some(mut v) = variants.into_iter().find(|v| v.0.contains(name.as_str())) else {
+            panic!("no row matches PROFILE_ROW={name:?}");
+        };
+        (v.1)(n);
+        return;
+    }
+    let report = interleaved(
+        "shed: admitted per-call overhead (WithDeadline<u64> requests; overhead vs reference = (variant - bare) / (tower LoadShed+ConcurrencyLimit - bare))",
+        variants
+            .into_iter()
+            .map(|(name, run)| Variant::new(name, run))
+            .collect(),
         Some("tower LoadShed+ConcurrencyLimit"),
         rounds,
         calls,

@@ -266,10 +266,10 @@ impl Circuit {
         epoch: u64,
         probe: bool,
         verdict: Verdict,
-        elapsed: Option<Duration>,
+        start: Option<Instant>,
         end: Option<Instant>,
     ) {
-        let slow = self.slow(elapsed);
+        let slow = self.slow(start, end);
         self.metrics.call(verdict, slow);
         let failure = match verdict {
             Verdict::Success => false,
@@ -301,10 +301,22 @@ impl Circuit {
         self.announce(&change, wakers);
     }
 
+    /// Whether a call that ran from `start` to `end` took at least `slow_after`.
+    ///
+    /// Compared as `end >= start + slow_after` (exact on the clock's integer
+    /// instants), which is cheaper per call than taking the difference.
     #[inline]
-    fn slow(&self, elapsed: Option<Duration>) -> bool {
-        // Only for the metric: the core decides for the window, under its lock.
-        elapsed.is_some_and(|e| e >= Duration::from_nanos(self.slow_after.load(Ordering::Relaxed)))
+    fn slow(&self, start: Option<Instant>, end: Option<Instant>) -> bool {
+        let (Some(start), Some(end)) = (start, end) else {
+            return false;
+        };
+        let after = self.slow_after.load(Ordering::Relaxed);
+        // A zero threshold makes every call slow, even one whose end reads before
+        // its start (the elapsed time then saturates to zero).
+        after == 0
+            || start
+                .checked_add(Duration::from_nanos(after))
+                .is_some_and(|at| end >= at)
     }
 
     /// Frees the probe slot of a dropped or ignored probe.
@@ -469,19 +481,20 @@ impl Permit {
         self.circuit.word.load(Ordering::Acquire) >> STATE_BITS != self.epoch()
     }
 
-    /// Records the call's outcome (an ignored verdict frees a probe slot, uncounted).
+    /// Records the call's outcome (an ignored verdict frees a probe slot, uncounted);
+    /// `start` and `end` are its instants, when slow-call detection reads them.
     /// Call it once: the permit is spent, and dropping it afterwards does nothing.
     #[inline]
     pub(crate) fn finish(
         &mut self,
         verdict: Verdict,
-        elapsed: Option<Duration>,
+        start: Option<Instant>,
         end: Option<Instant>,
     ) {
         let probe = self.probe();
         self.tag &= !1;
         self.circuit
-            .finish(self.epoch(), probe, verdict, elapsed, end);
+            .finish(self.epoch(), probe, verdict, start, end);
     }
 
     #[cfg(test)]

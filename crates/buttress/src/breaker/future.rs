@@ -106,8 +106,7 @@ where
                 if let Some(classifier) = classifier.take() {
                     let verdict = classifier.classify(out.as_ref()).verdict;
                     let end = end.then(Instant::now);
-                    let elapsed = start.zip(end).map(|(s, e)| e.saturating_duration_since(s));
-                    permit.finish(verdict, elapsed, end);
+                    permit.finish(verdict, *start, end);
                 }
                 Poll::Ready(out)
             }

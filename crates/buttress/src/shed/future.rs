@@ -143,83 +143,116 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                StateProj::Running {
-                    inner,
-                    permit,
+        // The admitted (and pass-through) path first, kept small enough to inline;
+        // the queue and refusals live out of line.
+        if let StateProj::Running {
+            inner,
+            permit,
+            classifier,
+        } = state.as_mut().project()
+        {
+            return poll_running(inner, permit, classifier, cx);
+        }
+        poll_slow(state, cx)
+    }
+}
+
+#[inline]
+fn poll_running<F, K, T, E>(
+    inner: Pin<&mut F>,
+    permit: &mut Option<Permit>,
+    classifier: &mut Option<K>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, BoxError>>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    K: Classifier<T>,
+{
+    let out = ready!(inner.poll(cx)).map_err(Into::into);
+    if let Some(permit) = permit.take() {
+        let o = match classifier.take() {
+            Some(k) => outcome(k.classify(out.as_ref()), &out),
+            None => Outcome::Answered,
+        };
+        permit.finish(o);
+    }
+    Poll::Ready(out)
+}
+
+#[inline(never)]
+fn poll_slow<S, Req, F, K, T, E>(
+    mut state: Pin<&mut State<S, Req, F, K>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, BoxError>>
+where
+    S: Service<Req, Response = T, Error = E, Future = F>,
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    K: Classifier<T>,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Running {
+                inner,
+                permit,
+                classifier,
+            } => return poll_running(inner, permit, classifier, cx),
+            StateProj::Queued { waiting } => {
+                let WaitingProj {
+                    sleep,
+                    place,
+                    priority,
+                    service,
+                    request,
                     classifier,
-                } => {
-                    let out = ready!(inner.poll(cx)).map_err(Into::into);
-                    if let Some(permit) = permit.take() {
-                        let o = match classifier.take() {
-                            Some(k) => outcome(k.classify(out.as_ref()), &out),
-                            None => Outcome::Answered,
+                    deadline,
+                } = waiting.as_mut().project();
+                let wait = match place.shared.poll_wait(place.key, cx.waker()) {
+                    Wait::Waiting => {
+                        ready!(sleep.poll(cx));
+                        place.shared.expire(place.key, *priority)
+                    }
+                    done => done,
+                };
+                match wait {
+                    // `expire` never answers `Waiting`; poll again if it ever did.
+                    Wait::Waiting => return Poll::Pending,
+                    Wait::Granted { in_flight } => {
+                        place.disarm();
+                        let (Some(mut service), Some(request)) = (service.take(), request.take())
+                        else {
+                            return Poll::Ready(Err(
+                                "shed: response future polled after completion".into(),
+                            ));
                         };
-                        permit.finish(o);
+                        // A waiter's round trip starts when it is served: its time in
+                        // the queue is not the callee's.
+                        let permit =
+                            Permit::new(place.shared.clone(), Instant::now(), in_flight, *deadline);
+                        let classifier = classifier.take();
+                        let inner = service.call(request);
+                        state.set(State::Running {
+                            inner,
+                            permit: Some(permit),
+                            classifier,
+                        });
                     }
-                    return Poll::Ready(out);
-                }
-                StateProj::Queued { waiting } => {
-                    let WaitingProj {
-                        sleep,
-                        place,
-                        priority,
-                        service,
-                        request,
-                        classifier,
-                        deadline,
-                    } = waiting.as_mut().project();
-                    let wait = match place.shared.poll_wait(place.key, cx.waker()) {
-                        Wait::Waiting => {
-                            ready!(sleep.poll(cx));
-                            place.shared.expire(place.key, *priority)
-                        }
-                        done => done,
-                    };
-                    match wait {
-                        // `expire` never answers `Waiting`; poll again if it ever did.
-                        Wait::Waiting => return Poll::Pending,
-                        Wait::Granted { in_flight } => {
-                            place.disarm();
-                            let (Some(mut service), Some(request)) =
-                                (service.take(), request.take())
-                            else {
-                                return Poll::Ready(Err(
-                                    "shed: response future polled after completion".into(),
-                                ));
-                            };
-                            // A waiter's round trip starts when it is served: its time in
-                            // the queue is not the callee's.
-                            let permit = Permit::new(
-                                place.shared.clone(),
-                                Instant::now(),
-                                in_flight,
-                                *deadline,
-                            );
-                            let classifier = classifier.take();
-                            let inner = service.call(request);
-                            state.set(State::Running {
-                                inner,
-                                permit: Some(permit),
-                                classifier,
-                            });
-                        }
-                        Wait::Refused(e) => {
-                            place.disarm();
-                            state.set(State::Refused { error: None });
-                            return Poll::Ready(Err(e.into()));
-                        }
+                    Wait::Refused(e) => {
+                        place.disarm();
+                        state.set(State::Refused { error: None });
+                        return Poll::Ready(Err(e.into()));
                     }
                 }
-                StateProj::Refused { error } => {
-                    return Poll::Ready(Err(match error.take() {
-                        Some(e) => e.into(),
-                        None => "shed: response future polled after completion".into(),
-                    }));
-                }
+            }
+            StateProj::Refused { error } => {
+                return Poll::Ready(Err(match error.take() {
+                    Some(e) => e.into(),
+                    None => "shed: response future polled after completion".into(),
+                }));
             }
         }
     }

@@ -334,17 +334,29 @@ impl Shared {
         }
         let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
         if before == 1 && self.draining.load(Ordering::Relaxed) {
-            tracing::info!(target: TARGET, "drained: nothing left in flight");
-            self.drained.notify_waiters();
+            self.announce_drained();
         }
         if self.queued.load(Ordering::Acquire) == 0 {
             return;
         }
+        self.grant_and_wake(inner, now);
+    }
+
+    /// Hands freed permits to waiters, then wakes them once the lock is released.
+    #[cold]
+    #[inline(never)]
+    fn grant_and_wake(&self, mut inner: std::sync::MutexGuard<'_, Inner>, now: Option<Instant>) {
         let mut wakers = Wakers::new();
         let now = now.unwrap_or_else(Instant::now);
         self.grant(&mut inner, now, &mut wakers);
         drop(inner);
         wakers.wake();
+    }
+
+    #[cold]
+    fn announce_drained(&self) {
+        tracing::info!(target: TARGET, "drained: nothing left in flight");
+        self.drained.notify_waiters();
     }
 
     fn grant(&self, inner: &mut Inner, now: Instant, wakers: &mut Wakers) {
@@ -368,11 +380,17 @@ impl Shared {
     }
 
     /// Publishes the algorithm's limit (and the thresholds derived from it).
+    #[inline]
     fn apply_limit(&self, inner: &Inner) {
         let l = inner.limit.limit();
-        if l == self.limit.load(Ordering::Relaxed) {
-            return;
+        if l != self.limit.load(Ordering::Relaxed) {
+            self.limit_changed(inner, l);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn limit_changed(&self, inner: &Inner, l: usize) {
         self.limit.store(l, Ordering::Relaxed);
         self.store_caps(inner);
         self.metrics.limit.set(l as f64);
@@ -566,12 +584,14 @@ impl Permit {
     }
 
     /// Ends the call: one clock read for the round trip.
+    #[inline]
     pub(crate) fn finish(mut self, outcome: Outcome) {
         self.armed = false;
         let now = Instant::now();
         self.free(outcome, now);
     }
 
+    #[inline]
     fn free(&self, outcome: Outcome, now: Instant) {
         let sample = |dropped| Sample {
             rtt: now.saturating_duration_since(self.start),

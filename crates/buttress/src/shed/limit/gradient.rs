@@ -29,6 +29,8 @@ use crate::shed::LimitConfig;
 #[derive(Debug, Clone)]
 pub struct Gradient {
     limit: f64,
+    /// `limit` clamped and rounded, as [`Limit::limit`] reports it (read per sample).
+    current: usize,
     min: usize,
     max: usize,
     tolerance: f64,
@@ -47,6 +49,7 @@ impl Gradient {
         let c = config.normalized();
         Self {
             limit: c.initial as f64,
+            current: clamp_limit(c.initial as f64, c.min, c.max),
             min: c.min,
             max: c.max,
             tolerance: 1.25,
@@ -142,16 +145,19 @@ impl Gradient {
         let estimate = self.limit * gradient + self.queue;
         let next = self.limit * (1.0 - self.smoothing) + estimate * self.smoothing;
         self.limit = next.clamp(self.min as f64, self.max as f64);
+        self.current = clamp_limit(self.limit, self.min, self.max);
     }
 }
 
 impl Limit for Gradient {
+    #[inline]
     fn limit(&self) -> usize {
-        clamp_limit(self.limit, self.min, self.max)
+        self.current
     }
 
+    #[inline]
     fn on_sample(&mut self, sample: Sample) {
-        if let Some(w) = self.window.add(&sample, self.limit()) {
+        if let Some(w) = self.window.add(&sample, self.current) {
             self.update(w, sample.at);
         }
     }

@@ -85,15 +85,42 @@ impl<L: Limit + ?Sized> Limit for Box<L> {
 const MIN_WINDOW: u32 = 10;
 
 /// Samples gathered over about one round trip.
-#[derive(Debug, Clone, Copy, Default)]
+///
+/// Round trips are kept in integer nanoseconds (saturating), which is cheaper per
+/// sample than `Duration` arithmetic; the summary converts back.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Window {
     samples: u32,
     /// Samples that were not drops.
     answered: u32,
     drops: u32,
-    rtt_sum: Duration,
-    min_rtt: Option<Duration>,
+    /// Sum of the answered round trips, in nanoseconds.
+    rtt_sum: u64,
+    /// Fastest answered round trip, in nanoseconds (`u64::MAX` while none).
+    min_rtt: u64,
     max_in_flight: usize,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            samples: 0,
+            answered: 0,
+            drops: 0,
+            rtt_sum: 0,
+            min_rtt: u64::MAX,
+            max_in_flight: 0,
+        }
+    }
+}
+
+/// `d` in nanoseconds, saturating.
+#[inline]
+fn nanos(d: Duration) -> u64 {
+    // Exact up to about 584 years, then saturating.
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
 
 /// What one window saw.
@@ -110,6 +137,7 @@ pub(crate) struct WindowSummary {
 impl Window {
     /// Adds `sample`; returns the summary and starts a new window once it holds as
     /// many samples as `limit` (at least ten).
+    #[inline]
     pub(crate) fn add(&mut self, sample: &Sample, limit: usize) -> Option<WindowSummary> {
         self.samples += 1;
         self.max_in_flight = self.max_in_flight.max(sample.in_flight);
@@ -117,20 +145,27 @@ impl Window {
             self.drops += 1;
         } else {
             self.answered += 1;
-            self.rtt_sum = self.rtt_sum.saturating_add(sample.rtt);
-            self.min_rtt = Some(self.min_rtt.map_or(sample.rtt, |m| m.min(sample.rtt)));
+            let rtt = nanos(sample.rtt);
+            self.rtt_sum = self.rtt_sum.saturating_add(rtt);
+            self.min_rtt = self.min_rtt.min(rtt);
         }
         let len = u32::try_from(limit).unwrap_or(u32::MAX).max(MIN_WINDOW);
         if self.samples < len {
             return None;
         }
+        Some(self.close())
+    }
+
+    #[cold]
+    fn close(&mut self) -> WindowSummary {
         let w = std::mem::take(self);
-        Some(WindowSummary {
+        let answered = w.answered > 0;
+        WindowSummary {
             drops: w.drops,
-            mean_rtt: (w.answered > 0).then(|| w.rtt_sum / w.answered),
-            min_rtt: w.min_rtt,
+            mean_rtt: answered.then(|| Duration::from_nanos(w.rtt_sum) / w.answered),
+            min_rtt: answered.then(|| Duration::from_nanos(w.min_rtt)),
             max_in_flight: w.max_in_flight,
-        })
+        }
     }
 }
 
