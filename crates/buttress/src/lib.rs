@@ -17,7 +17,12 @@
 //! - `Policy` (feature `policy`): one plain value describing a whole stack in the
 //!   canonical order.
 //!
-//! Each pattern lives in its own module behind a cargo feature of the same name.
+//! Each pattern lives in its own module behind a cargo feature of the same name:
+//! `timeout`, `retry`, `hedge`, `throttle`, `breaker`, `bulkhead`, `shed`,
+//! `reconnect` and `chaos` (all on by default, with `policy`); `metrics` exports
+//! counters and gauges through the `metrics` facade and `serde` makes every config
+//! (de)serializable. The [`guide`] explains the shared concepts and the canonical
+//! stack order.
 //!
 //! # Example
 //!
