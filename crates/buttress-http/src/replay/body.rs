@@ -66,13 +66,14 @@ impl<B> Shared<B> {
 /// Says whether copies of one [`ReplayBody`] can still be made, without naming the
 /// body's type: a request extension a classifier can read.
 ///
-/// A retry layer makes its copy of a request before the first attempt streams the
-/// body; if that attempt then carries the body past its cap, the copy cannot be sent.
+/// Once an attempt carries the body past its cap, no copy of the request can be sent.
+/// buttress's retry layer finds that out by asking for a copy when a retry is due;
+/// the watch lets a classifier know sooner.
 /// [`BufferRequestBodyLayer`](super::BufferRequestBodyLayer) puts the watch of each
 /// body it wraps into the request's extensions, and
 /// [`HttpClassify`](crate::classify::HttpClassify) classifies the outcome of a
 /// request whose watch says *spent* as not retryable, so the retry layer returns that
-/// outcome instead of sending a copy that would fail.
+/// outcome at once instead of waiting out a backoff first.
 ///
 /// ```
 /// use buttress_http::replay::ReplayBody;

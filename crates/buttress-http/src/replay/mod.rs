@@ -16,11 +16,12 @@
 //!   before reading it all); [`HttpReplay::hedge`] replays only a body fully buffered
 //!   ([`ReplayBody::is_complete`]): a hedge races the first attempt, which may still be
 //!   streaming, and must not wait on it.
-//! - A retry layer makes its copy before the first attempt streams the body. When that
-//!   attempt carries the body past the cap, the copy cannot be sent: the body's
-//!   [`ReplayWatch`] (a request extension) says so, and
-//!   [`HttpClassify`](crate::classify::HttpClassify) then calls the outcome not
-//!   retryable, so the caller gets the first attempt's answer.
+//! - buttress's retry layer asks for each copy when the retry is sent, so a body the
+//!   first attempt carried past the cap is never replayed. The body's [`ReplayWatch`]
+//!   (a request extension) also tells [`HttpClassify`](crate::classify::HttpClassify)
+//!   so: it calls the outcome not retryable, and the caller gets the first attempt's
+//!   answer at once, without waiting out a backoff (and a retry layer of someone
+//!   else's, reading the same classifier, stops too).
 //! - [`BufferRequestBodyLayer`], outside retry in a client stack, wraps every request's
 //!   body and puts its [`ReplayWatch`] into the request's extensions. Its disabled form (a cap of 0) keeps the type: empty bodies (a `GET`) stay
 //!   replayable, others are sent once.

@@ -41,8 +41,10 @@ pub(crate) struct Hedging<S, Req, C, R> {
     pub(crate) service: S,
     pub(crate) classify: C,
     pub(crate) replay: R,
-    /// The copy the next extra is made from.
-    pub(crate) copy: Option<Req>,
+    /// The caller's request: each extra copy is made from it when it is sent (never
+    /// earlier: the strategy's answer may change while the primary runs). Dropped once
+    /// no extra copy is left.
+    pub(crate) original: Option<Req>,
     pub(crate) delay: Duration,
     /// Extra copies still allowed.
     pub(crate) left: u32,
@@ -264,7 +266,7 @@ where
             return false;
         };
         let now = Instant::now();
-        if let Some(deadline) = h.copy.as_ref().and_then(RequestMeta::deadline) {
+        if let Some(deadline) = h.original.as_ref().and_then(RequestMeta::deadline) {
             let end = now.checked_add(self.shared.expected());
             if end.is_none_or(|end| end > deadline.at()) {
                 h.left = 0;
@@ -274,12 +276,12 @@ where
         }
         if h.sent == 0 {
             // Only requests safe to repeat are hedged; the primary's classifier is made
-            // from the copy now, as it is only needed once copies race.
-            let Some(copy) = h.copy.as_ref() else {
+            // from the caller's request now, as it is only needed once copies race.
+            let Some(original) = h.original.as_ref() else {
                 h.left = 0;
                 return false;
             };
-            let classifier = h.classify.classify_request(copy);
+            let classifier = h.classify.classify_request(original);
             if !classifier.request_is_safe() {
                 h.left = 0;
                 return false;
@@ -295,6 +297,16 @@ where
                 race.primary_classifier = Some(classifier);
             }
         }
+        // Asked now, not when the call was made: a request can stop being replayable
+        // while the primary streams it (an HTTP body carried past its buffering cap),
+        // and a copy made earlier could then not deliver it whole. Asked before
+        // readiness and the budget, so nothing is taken for a copy that cannot go out.
+        let Some(mut req) = h.original.as_ref().and_then(|r| h.replay.replay(r)) else {
+            h.left = 0;
+            h.original = None;
+            tracing::debug!(target: "buttress::hedge", "no extra copy: the request can no longer be replayed");
+            return false;
+        };
         // Like retries, extra copies never queue behind an inner service that is not
         // ready: that is backpressure, and a copy is extra load.
         match h.service.poll_ready(cx) {
@@ -310,26 +322,12 @@ where
             tracing::debug!(target: "buttress::hedge", "no extra copy: the budget is spent");
             return false;
         }
-        let Some(copy) = h.copy.take() else {
-            h.left = 0;
-            return false;
-        };
-        let mut req = if h.left > 1 {
-            match h.replay.replay(&copy) {
-                Some(next) => {
-                    h.copy = Some(copy);
-                    next
-                }
-                None => {
-                    h.left = 1;
-                    copy
-                }
-            }
-        } else {
-            copy
-        };
         h.sent += 1;
         h.left -= 1;
+        if h.left == 0 {
+            // No extra copy after this one: the caller's request is no longer needed.
+            h.original = None;
+        }
         req.set_attempt(Attempt::new(h.base_attempt.saturating_add(h.sent)));
         let classifier = h.classify.classify_request(&req);
         let fut = h.service.call(req);

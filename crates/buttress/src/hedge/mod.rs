@@ -14,7 +14,10 @@
 //!   cancels them. A failure from one copy waits for the copies still running; when
 //!   every copy has failed, the last failure is returned.
 //! - **Only replayable, safe requests** are hedged: the [`Replay`](crate::Replay)
-//!   strategy makes the copies and the classifier must call the request safe.
+//!   strategy makes the copies and the classifier must call the request safe. The
+//!   primary is sent as a copy and the caller's request kept; each extra copy is made
+//!   from it when that copy is sent, so a request that stops being replayable while
+//!   the primary streams it (an HTTP body past its buffering cap) is not hedged.
 //! - **A budget.** Every extra copy withdraws a token from a
 //!   [`Budget`](crate::budget::Budget): the layer's own (into which every call
 //!   deposits), or, with [`HedgeLayer::with_budget`], the budget of a retry layer

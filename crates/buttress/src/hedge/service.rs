@@ -98,23 +98,32 @@ where
                 .unwrap_or_else(Instant::now);
             shared.budget.deposit(at);
         }
-        let hedging = shared.delay().and_then(|delay| {
-            let copy = self.replay.replay(&req)?;
-            Some(Hedging {
-                service: self.inner.clone(),
-                classify: self.classify.clone(),
-                replay: self.replay.clone(),
-                copy: Some(copy),
-                delay,
-                left: max_extra,
-                sent: 0,
-                base_attempt: req.attempt().map_or(1, |a| a.get()),
-            })
-        });
-        if hedging.is_none() && !sample {
-            return ResponseFuture::passthrough(self.inner.call(req));
-        }
-        let fut = self.inner.call(req);
-        ResponseFuture::hedging(fut, Ctx::new(shared.clone(), start, hedging))
+        // When it may be hedged, the primary sends a copy and the caller's request is
+        // kept: each extra copy is made from it when it is sent, so the strategy is
+        // asked again once the primary is under way (whether a request can be replayed
+        // may change while an attempt streams it: an HTTP body past its buffering cap).
+        let Some((primary, delay)) = shared
+            .delay()
+            .and_then(|delay| Some((self.replay.replay(&req)?, delay)))
+        else {
+            let fut = self.inner.call(req);
+            if !sample {
+                return ResponseFuture::passthrough(fut);
+            }
+            return ResponseFuture::hedging(fut, Ctx::new(shared.clone(), start, None));
+        };
+        let base_attempt = req.attempt().map_or(1, |a| a.get());
+        let hedging = Hedging {
+            service: self.inner.clone(),
+            classify: self.classify.clone(),
+            replay: self.replay.clone(),
+            original: Some(req),
+            delay,
+            left: max_extra,
+            sent: 0,
+            base_attempt,
+        };
+        let fut = self.inner.call(primary);
+        ResponseFuture::hedging(fut, Ctx::new(shared.clone(), start, Some(hedging)))
     }
 }

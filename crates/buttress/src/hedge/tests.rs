@@ -530,3 +530,50 @@ fn delays_read_as_a_duration_or_a_table() {
         HedgeConfig::default()
     );
 }
+
+/// A replay strategy whose answer changes once a copy is under way, as the HTTP
+/// crate's does for a body that an attempt streams past its buffering cap: a copy made
+/// before that must not be sent after it.
+#[tokio::test(start_paused = true)]
+async fn an_extra_copy_is_made_when_it_is_sent_not_before() {
+    use std::sync::atomic::AtomicBool;
+
+    use crate::replay::replay_fn;
+
+    // `spent_on`: the copy (1: the primary) during which the request stops being
+    // replayable.
+    for spent_on in [1usize, 2] {
+        let spent = Arc::new(AtomicBool::new(false));
+        let stale = Arc::new(AtomicUsize::new(0));
+        let svc = replicas(|_| (Duration::from_secs(1), ok("answer")));
+        let watched = {
+            let (spent, stale, svc) = (spent.clone(), stale.clone(), svc.clone());
+            tower::service_fn(move |req: u32| {
+                if spent.load(Ordering::SeqCst) {
+                    // The strategy would refuse to copy this request now.
+                    stale.fetch_add(1, Ordering::SeqCst);
+                }
+                let mut svc = svc.clone();
+                let fut = svc.call(req);
+                if svc.seen().len() == spent_on {
+                    spent.store(true, Ordering::SeqCst);
+                }
+                fut
+            })
+        };
+        let replay = {
+            let spent = spent.clone();
+            replay_fn(move |req: &u32| (!spent.load(Ordering::SeqCst)).then_some(*req))
+        };
+        let out = HedgeLayer::new(fixed(50, 2))
+            .with_replay(replay)
+            .layer(watched)
+            .oneshot(1u32)
+            .await
+            .unwrap();
+        assert_eq!(out, "answer");
+        assert_eq!(stale.load(Ordering::SeqCst), 0, "spent on {spent_on}");
+        let times: Vec<_> = svc.seen().iter().map(|c| c.0).collect();
+        assert_eq!(times, [Duration::ZERO, 50 * MS][..spent_on]);
+    }
+}

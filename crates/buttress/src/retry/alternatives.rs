@@ -13,7 +13,7 @@
 /// A closure `Fn(&Req) -> bool` is also an `Alternatives`.
 pub trait Alternatives<Req> {
     /// Whether an endpoint other than the one that asked for the delay can take `req`
-    /// (the copy about to be retried) now.
+    /// (the request about to be retried) now.
     fn has_alternative(&self, req: &Req) -> bool;
 }
 

@@ -119,8 +119,10 @@ where
     pub(crate) alternatives: A,
     pub(crate) classifier: Option<C::Classifier>,
     pub(crate) safe: bool,
-    /// The copy the next attempt sends.
-    pub(crate) copy: Option<Req>,
+    /// The caller's request: each retry sends a copy of it, made when the retry is
+    /// sent (never earlier: the strategy's answer may change while an attempt runs).
+    /// Dropped once no attempt is left.
+    pub(crate) original: Option<Req>,
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
     /// Only when the request carries a deadline (the copy carries it too): while an
@@ -280,7 +282,7 @@ where
         if self.attempt >= self.max_attempts {
             return Step::Return(self.give_up(out, GiveUp::Attempts));
         }
-        let Some(copy) = self.copy.as_ref() else {
+        let Some(original) = self.original.as_ref() else {
             return Step::Return(self.give_up(out, GiveUp::NotReplayable));
         };
         let now = now.unwrap_or_else(Instant::now);
@@ -306,12 +308,12 @@ where
         let delay = match class.delay_hint {
             // Another endpoint can take it now: the balancer routes around the one
             // that asked for the delay.
-            Some(hint) if hint <= cap && !self.alternatives.has_alternative(copy) => {
+            Some(hint) if hint <= cap && !self.alternatives.has_alternative(original) => {
                 backoff.max(hint)
             }
             _ => backoff,
         };
-        if let Some(deadline) = copy.deadline() {
+        if let Some(deadline) = original.deadline() {
             if !fits(now, delay, self.shared.expected_attempt(), deadline.at()) {
                 return Step::Return(self.give_up(out, GiveUp::Deadline));
             }
@@ -344,6 +346,18 @@ where
         &mut self,
         cx: &mut Context<'_>,
     ) -> Result<(S::Future, AttemptSpan), Result<S::Response, BoxError>> {
+        // Asked now, not when the attempt before was sent: a request can stop being
+        // replayable while an attempt streams it (an HTTP body carried past its
+        // buffering cap), and a copy made earlier could then not deliver it whole.
+        // Asked first, so nothing (readiness, a budget token) is taken for a retry
+        // that cannot go out.
+        let Some(mut req) = self
+            .original
+            .as_ref()
+            .and_then(|original| self.replay.replay(original))
+        else {
+            return Err(self.give_up_last(GiveUp::NotReplayable));
+        };
         // Retries never queue behind an inner service that is not ready: that is
         // backpressure (a full concurrency limit, a closed breaker gate, a full
         // buffer), and a retry is extra load by definition. Shed it and return the
@@ -358,7 +372,7 @@ where
             Poll::Pending => return Err(self.give_up_last(GiveUp::NotReady)),
         }
         let now = Instant::now();
-        let deadline = self.copy.as_ref().and_then(RequestMeta::deadline);
+        let deadline = req.deadline();
         if let Some(deadline) = deadline {
             if !fits(
                 now,
@@ -372,12 +386,10 @@ where
         if !self.shared.budget.withdraw(now) {
             return Err(self.give_up_last(GiveUp::Budget));
         }
-        let Some(mut req) = self.copy.take() else {
-            return Err(self.give_up_last(GiveUp::NotReplayable));
-        };
         self.attempt += 1;
-        if self.attempt < self.max_attempts {
-            self.copy = self.replay.replay(&req);
+        if self.attempt >= self.max_attempts {
+            // No attempt after this one: the caller's request is no longer needed.
+            self.original = None;
         }
         req.set_attempt(Attempt::new(self.attempt));
         let classifier = self.classify.classify_request(&req);

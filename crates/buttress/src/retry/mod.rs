@@ -7,7 +7,10 @@
 //!
 //! - **Replayable requests only.** A [`Replay`](crate::Replay) strategy makes the copy
 //!   ([`CloneReplay`](crate::replay::CloneReplay) by default; the HTTP crate's replays
-//!   buffered bodies). A request it cannot replay is sent once.
+//!   buffered bodies). A request it cannot replay is sent once. The first attempt
+//!   sends a copy and the caller's request is kept; each retry's copy is made from it
+//!   when the retry is sent, not before, so a request that stops being replayable
+//!   while an attempt streams it (an HTTP body past its buffering cap) is not retried.
 //! - **Retryable outcomes only**, as the [`Classify`](crate::Classify) strategy says:
 //!   [`RetryClass::IfSafe`](crate::RetryClass) outcomes are retried only for requests
 //!   the classifier calls safe, `Always` outcomes (nothing was sent) for any.
@@ -47,7 +50,7 @@
 //! A call whose first attempt succeeds costs what tower's `Retry` with a `TpsBudget`
 //! costs (within a few percent in `benches/benches/retry.rs`): one clock read and one
 //! short uncontended lock for the budget deposit, a copy of the request made up front
-//! (as tower's `clone_request`), a clone of the inner service, and no heap allocation.
+//! (as tower's `clone_request`; the copy is sent, the caller's request kept), a clone of the inner service, and no heap allocation.
 //! When the request carries a deadline, a second clock read at the attempt's end feeds
 //! the attempt-time estimate (the start is read fresh rather than taken from
 //! [`Deadline::started`](crate::Deadline::started), which for a deadline inherited from

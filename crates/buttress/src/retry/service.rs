@@ -108,7 +108,11 @@ where
         shared.metrics.attempts.increment(1);
         req.set_attempt(Attempt::FIRST);
         let span = super::future::attempt_span(1);
-        let Some(copy) = self.replay.replay(&req) else {
+        // The first attempt sends a copy and the caller's request is kept: each retry's
+        // copy is made from it when the retry is sent, so the strategy is asked again
+        // after the attempts before it (whether a request can be replayed may change
+        // while an attempt streams it: an HTTP body past its buffering cap).
+        let Some(first) = self.replay.replay(&req) else {
             // Cannot be replayed: sent once.
             let fut = {
                 let _enter = span.as_deref().map(tracing::Span::enter);
@@ -121,7 +125,7 @@ where
         let clock = req.deadline().map(|_| now);
         let fut = {
             let _enter = span.as_deref().map(tracing::Span::enter);
-            self.inner.call(req)
+            self.inner.call(first)
         };
         // Built in place, after the call: no intermediate copy of the state.
         ResponseFuture::retrying(
@@ -135,7 +139,7 @@ where
                 alternatives: self.alternatives.clone(),
                 classifier: Some(classifier),
                 safe,
-                copy: Some(copy),
+                original: Some(req),
                 attempt: 1,
                 max_attempts,
                 clock,

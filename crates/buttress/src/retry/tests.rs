@@ -767,3 +767,49 @@ fn config_reads_from_a_file_shape() {
     let round = serde_json::to_string(&c).unwrap();
     assert_eq!(serde_json::from_str::<RetryConfig>(&round).unwrap(), c);
 }
+
+/// A replay strategy whose answer changes once an attempt is under way, as the HTTP
+/// crate's does for a body that an attempt streams past its buffering cap: a copy made
+/// before that attempt must not be sent after it.
+#[tokio::test(start_paused = true)]
+async fn a_copy_is_made_when_the_retry_is_sent_not_before_the_attempt_it_follows() {
+    use std::sync::atomic::AtomicU32;
+
+    use crate::replay::replay_fn;
+
+    // `spent_on`: the attempt during which the request stops being replayable.
+    for spent_on in [1u32, 2] {
+        let spent = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicU32::new(0));
+        let stale = Arc::new(AtomicU32::new(0));
+        let svc = {
+            let (spent, calls, stale) = (spent.clone(), calls.clone(), stale.clone());
+            tower::service_fn(move |_: u32| {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                if spent.load(Ordering::SeqCst) {
+                    // The strategy would refuse to copy this request now.
+                    stale.fetch_add(1, Ordering::SeqCst);
+                }
+                if n == spent_on {
+                    spent.store(true, Ordering::SeqCst);
+                }
+                async move { Err::<u32, BoxError>(format!("boom #{n}").into()) }
+            })
+        };
+        let replay = {
+            let spent = spent.clone();
+            replay_fn(move |req: &u32| (!spent.load(Ordering::SeqCst)).then_some(*req))
+        };
+        let layer = RetryLayer::new(config(3, Backoff::constant(10 * MS))).with_replay(replay);
+        let err = layer.layer(svc).oneshot(7).await.unwrap_err();
+        assert_eq!(stale.load(Ordering::SeqCst), 0, "spent on {spent_on}");
+        assert_eq!(calls.load(Ordering::SeqCst), spent_on);
+        // The last real answer, given up on as not replayable.
+        let marked = err
+            .downcast_ref::<DoNotRetry>()
+            .expect("marked do-not-retry");
+        assert_eq!(marked.get_ref().to_string(), format!("boom #{spent_on}"));
+        let snap = layer.handle().unwrap().snapshot();
+        assert_eq!((snap.retries, snap.gave_up), (u64::from(spent_on) - 1, 1));
+    }
+}

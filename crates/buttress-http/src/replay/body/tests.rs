@@ -359,3 +359,62 @@ proptest! {
         })?;
     }
 }
+
+/// The retry layer asks the strategy for each retry's copy when the retry is sent: a
+/// body the first attempt carried past the cap is not sent again, even with a
+/// classifier that knows nothing of the cap (no `ReplayWatch` in the extensions).
+#[tokio::test(start_paused = true)]
+async fn retry_sends_no_copy_of_a_body_an_attempt_carried_past_the_cap() {
+    use buttress::retry::{RetryConfig, RetryLayer};
+    use http::Response;
+    use http_body_util::StreamBody;
+    use tower::{ServiceExt, service_fn};
+    use tower_layer::Layer;
+
+    use crate::classify::HttpClassify;
+
+    // What each attempt's body delivered.
+    let seen: Arc<Mutex<Vec<Result<Bytes, String>>>> = Arc::default();
+    let server = {
+        let seen = seen.clone();
+        service_fn(move |req: Request<ReplayBody<_>>| {
+            let seen = seen.clone();
+            async move {
+                let got = req.into_body().collect().await;
+                seen.lock()
+                    .unwrap()
+                    .push(got.map(|c| c.to_bytes()).map_err(|e| e.to_string()));
+                let mut res = Response::new(());
+                *res.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                Ok::<_, Infallible>(res)
+            }
+        })
+    };
+    let retry = RetryLayer::new(RetryConfig {
+        max_attempts: 3,
+        ..Default::default()
+    })
+    .with_classify(HttpClassify::new())
+    .with_replay(HttpReplay::retry());
+    let body = |cap| {
+        let frames = [&b"1234"[..], b"5678"]
+            .map(|c| Ok::<_, Infallible>(Frame::data(Bytes::from_static(c))));
+        ReplayBody::new(StreamBody::new(futures_util::stream::iter(frames)), cap)
+    };
+
+    // Within the cap: every attempt gets the whole body.
+    let req = Request::put("/").body(body(8)).unwrap();
+    let res = retry.layer(server.clone()).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Ok(Bytes::from_static(b"12345678")); 3]
+    );
+
+    // Past the cap: the first attempt gets it, and no truncated copy follows.
+    seen.lock().unwrap().clear();
+    let req = Request::put("/").body(body(7)).unwrap();
+    let res = retry.layer(server).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(*seen.lock().unwrap(), [Ok(Bytes::from_static(b"12345678"))]);
+}
