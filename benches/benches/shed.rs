@@ -3,9 +3,10 @@
 //!
 //! The shed layer admits by a compare-and-swap on its in-flight count and, at the
 //! answer, reads the clock once for the round trip (reusing the start instant of the
-//! deadline the request carries; twice when it carries none) and feeds the limit
-//! algorithm under a short lock. The target is tower's pair plus those clock reads,
-//! so the clock read has a row of its own.
+//! deadline the request carries; twice when it carries none) and adds the round trip
+//! to the algorithm's window with atomic additions (the gradient limit takes a short
+//! lock once per window, the fixed one takes no samples). The target is tower's pair
+//! plus those clock reads, so the clock read has a row of its own.
 //!
 //! Run: `cargo bench -p buttress-benches --bench shed`
 #![allow(missing_docs, clippy::disallowed_types, clippy::disallowed_methods)]

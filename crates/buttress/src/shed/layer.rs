@@ -3,7 +3,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::config::ShedConfig;
-use super::limit::Limit;
+use super::limit::{Algo, Limit};
 use super::state::Shared;
 use super::{Shed, ShedHandle};
 use crate::classify::DefaultClassify;
@@ -19,16 +19,21 @@ pub struct ShedLayer<C = DefaultClassify> {
 impl ShedLayer {
     /// Sheds load as `config` says, with the algorithm it names.
     pub fn new(config: ShedConfig) -> Self {
-        let limit = config.limit.build();
-        Self::with_limit(config, limit)
+        // The built-ins by value: the window-based ones are then fed without a lock.
+        let limit = Algo::from_config(&config.limit);
+        Self::with_algo(config, limit)
     }
 
     /// Sheds load as `config` says, but with `limit` as the algorithm (your own, or a
     /// built-in one tuned beyond what the config offers). `config.limit` is then
     /// unused until a [`reconfigure`](ShedHandle::reconfigure) changes it.
     pub fn with_limit(config: ShedConfig, limit: impl Limit + 'static) -> Self {
+        Self::with_algo(config, Algo::Sampled(Box::new(limit)))
+    }
+
+    fn with_algo(config: ShedConfig, limit: Algo) -> Self {
         Self {
-            shared: Some(Arc::new(Shared::new(config, Box::new(limit)))),
+            shared: Some(Arc::new(Shared::new(config, limit))),
             classify: DefaultClassify,
         }
     }

@@ -46,8 +46,10 @@
 //!
 //! An admitted call costs a compare-and-swap on the in-flight count, one clock read
 //! at the answer when the request carries a [`Deadline`](crate::Deadline) (its start
-//! instant is reused), two otherwise, and one short uncontended lock at completion
-//! to feed the algorithm; no allocation. A disabled layer (built from `None`) is a
+//! instant is reused), two otherwise, and a few atomic additions at completion; no
+//! allocation. The gradient and Vegas algorithms take a short lock once per window
+//! of about one round trip, a fixed limit never; AIMD and an algorithm of your own
+//! (fed every sample) take it at every completion. A disabled layer (built from `None`) is a
 //! pass-through of the same type. The inner service must be `Clone`: a queued call
 //! carries a ready copy of it.
 //!

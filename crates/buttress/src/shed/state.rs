@@ -2,22 +2,34 @@
 //!
 //! The admitted path is lock-free: a compare-and-swap on the in-flight count against
 //! the threshold of the call's priority. Everything else (the limit algorithm, the
-//! queue, drain) sits behind one short lock, taken once per completed call to feed
-//! the algorithm and hand a freed permit to a waiter. Every place a permit is freed
-//! holds that lock, so a waiter can never miss a permit; a newcomer may only take one
-//! ahead of a waiter in the instant the queue fills, which is harmless.
+//! queue, drain) sits behind one short lock.
+//!
+//! How often a completed call takes that lock depends on the algorithm. The
+//! window-based built-ins (gradient, Vegas) only look at a summary of each window of
+//! about one round trip: completions add to an [`AtomicWindow`] and free their permit
+//! without the lock, and only the one that fills the window takes it, to feed the
+//! summary. A fixed limit needs no samples at all. Any other algorithm (AIMD, your
+//! own) is fed every sample under the lock.
+//!
+//! A permit freed without the lock must still reach a waiter: the release decrements
+//! the in-flight count and then reads the waiter count, and a call joining the queue
+//! (under the lock) increments the waiter count and then reads the in-flight count
+//! again, all sequentially consistent. One of the two sees the other: either the
+//! release finds a waiter and takes the lock to grant, or the newcomer finds the
+//! room and grants it there. A newcomer may only take a permit ahead of a waiter in
+//! the instant the queue fills, which is harmless.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::Waker;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::config::{ShedConfig, lane};
-use super::limit::{Limit, Sample};
+use super::limit::{Algo, AtomicWindow, Feed, Limit, Sample, window_len};
 use super::queue::{SlotState, WaitQueue};
 use crate::Priority;
 use crate::rejection::{OverloadReason, Overloaded};
@@ -41,7 +53,7 @@ enum Refusal {
 const REFUSALS: [&str; 3] = ["shed", "expired", "drain"];
 
 struct Inner {
-    limit: Box<dyn Limit>,
+    limit: Algo,
     queue: WaitQueue,
     config: ShedConfig,
 }
@@ -114,8 +126,27 @@ impl Wakers {
     }
 }
 
+/// The calls in flight, in the low half of [`Shared::in_flight`].
+const IN_FLIGHT: u64 = u32::MAX as u64;
+/// One sample in the current window, in the high half of [`Shared::in_flight`].
+const SAMPLE: u64 = 1 << 32;
+
+/// The in-flight count of a [`Shared::in_flight`] word.
+#[inline]
+fn in_flight_of(word: u64) -> usize {
+    (word & IN_FLIGHT) as usize
+}
+
+/// The window's sample count of a [`Shared::in_flight`] word.
+#[inline]
+fn samples_of(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
 pub(crate) struct Shared {
-    in_flight: AtomicUsize,
+    /// Calls in flight (low 32 bits) and, above them, the samples added to `window`
+    /// so far: a completion frees its permit and counts its sample in one addition.
+    in_flight: AtomicU64,
     /// Waiters in the queue (not yet granted or refused).
     queued: AtomicUsize,
     /// In-flight thresholds per lane; all zero while draining, so that every call
@@ -123,6 +154,10 @@ pub(crate) struct Shared {
     caps: [AtomicUsize; 3],
     limit: AtomicUsize,
     draining: AtomicBool,
+    /// How the algorithm takes samples ([`Feed`] as a number), for the lock-free path.
+    feed: AtomicU8,
+    /// The window being filled, when the algorithm takes windows.
+    window: AtomicWindow,
     inner: Mutex<Inner>,
     drained: Notify,
     refused: [[AtomicU64; 3]; 3],
@@ -156,18 +191,20 @@ pub(crate) enum Outcome {
 }
 
 impl Shared {
-    pub(crate) fn new(config: ShedConfig, limit: Box<dyn Limit>) -> Self {
+    pub(crate) fn new(config: ShedConfig, limit: Algo) -> Self {
         let config = config.into_normalized();
         let l = limit.limit();
         let caps = config.priority.caps(l);
         let metrics = Metrics::register();
         metrics.limit.set(l as f64);
         Self {
-            in_flight: AtomicUsize::new(0),
+            in_flight: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
             caps: caps.map(AtomicUsize::new),
             limit: AtomicUsize::new(l),
             draining: AtomicBool::new(false),
+            feed: AtomicU8::new(limit.feed() as u8),
+            window: AtomicWindow::default(),
             inner: Mutex::new(Inner {
                 limit,
                 queue: WaitQueue::new(
@@ -199,7 +236,8 @@ impl Shared {
         let cap = self.caps[lane].load(Ordering::Relaxed);
         let mut current = self.in_flight.load(Ordering::Relaxed);
         loop {
-            if current >= cap {
+            let n = in_flight_of(current);
+            if n >= cap {
                 return None;
             }
             match self.in_flight.compare_exchange_weak(
@@ -208,7 +246,7 @@ impl Shared {
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(current + 1),
+                Ok(_) => return Some(n + 1),
                 Err(actual) => current = actual,
             }
         }
@@ -233,7 +271,7 @@ impl Shared {
             self.observed[lane].fetch_add(1, Ordering::Relaxed);
             self.metrics.observed[lane].increment(1);
             crate::mode::would_reject("shed", "limit");
-            let in_flight = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+            let in_flight = in_flight_of(self.in_flight.fetch_add(1, Ordering::AcqRel)) + 1;
             return Admission::Admitted { in_flight, now };
         }
         let refuse = |this: &Self| {
@@ -258,9 +296,18 @@ impl Shared {
                 w.wake();
             }
         } else {
-            self.queued.fetch_add(1, Ordering::AcqRel);
+            self.queued.fetch_add(1, Ordering::SeqCst);
         }
         self.metrics.queue_depth.set(inner.queue.len() as f64);
+        // A permit freed without the lock since `take_permit` failed may have missed
+        // the waiter count: look again (see the module docs).
+        let in_flight = self.count(Ordering::SeqCst);
+        let room = (0..3).any(|l| {
+            in_flight < self.caps[l].load(Ordering::Relaxed) && inner.queue.has_waiters_from(l)
+        });
+        if room {
+            self.grant_and_wake(inner, Some(now));
+        }
         Admission::Queued { key, until }
     }
 
@@ -326,17 +373,81 @@ impl Shared {
 
     /// Frees one permit, feeding `sample` to the limit algorithm first, and hands
     /// permits to waiters while their priority has room.
+    #[inline]
     pub(crate) fn release(&self, sample: Option<Sample>, now: Option<Instant>) {
+        let feed = self.feed.load(Ordering::Relaxed);
+        if feed == Feed::Samples as u8 {
+            return self.release_locked(sample, now);
+        }
+        let (before, full) = match sample {
+            Some(s) if feed == Feed::Windows as u8 => {
+                self.window.add(&s);
+                // Frees the permit and counts the sample at once.
+                let before = self.in_flight.fetch_add(SAMPLE - 1, Ordering::SeqCst);
+                let len = window_len(self.limit.load(Ordering::Relaxed));
+                (before, samples_of(before).saturating_add(1) >= len)
+            }
+            _ => (self.in_flight.fetch_sub(1, Ordering::SeqCst), false),
+        };
+        if in_flight_of(before) == 1 && self.draining.load(Ordering::SeqCst) {
+            self.announce_drained();
+        }
+        if full || self.queued.load(Ordering::SeqCst) != 0 {
+            self.settle(sample.map(|s| s.at), now);
+        }
+    }
+
+    /// After a lock-free release: feeds the window if it is full, and hands permits
+    /// to waiters.
+    #[cold]
+    #[inline(never)]
+    fn settle(&self, at: Option<Instant>, now: Option<Instant>) {
+        let mut inner = lock(&self.inner);
+        if let Some(at) = at {
+            // Whoever took the lock first closed it; the others find it refilling.
+            let samples = samples_of(self.in_flight.load(Ordering::SeqCst));
+            if samples >= window_len(self.limit.load(Ordering::Relaxed)) {
+                let w = self.take_window(samples);
+                inner.limit.on_window(w, at);
+                self.apply_limit(&inner);
+            }
+        }
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            self.grant_and_wake(inner, now);
+        }
+    }
+
+    /// Empties the window of its `samples` (counted in `in_flight`) and summarises it.
+    fn take_window(&self, samples: u32) -> super::limit::WindowSummary {
+        self.in_flight
+            .fetch_sub(u64::from(samples) << 32, Ordering::SeqCst);
+        self.window.take(samples)
+    }
+
+    /// Whether the algorithm looks at samples at all (a fixed limit does not).
+    #[inline]
+    fn takes_samples(&self) -> bool {
+        self.feed.load(Ordering::Relaxed) != Feed::Nothing as u8
+    }
+
+    /// The calls in flight.
+    #[inline]
+    fn count(&self, order: Ordering) -> usize {
+        in_flight_of(self.in_flight.load(order))
+    }
+
+    /// [`release`](Self::release) for an algorithm fed every sample: under the lock.
+    fn release_locked(&self, sample: Option<Sample>, now: Option<Instant>) {
         let mut inner = lock(&self.inner);
         if let Some(s) = sample {
             inner.limit.on_sample(s);
             self.apply_limit(&inner);
         }
-        let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if before == 1 && self.draining.load(Ordering::Relaxed) {
+        let before = self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if in_flight_of(before) == 1 && self.draining.load(Ordering::SeqCst) {
             self.announce_drained();
         }
-        if self.queued.load(Ordering::Acquire) == 0 {
+        if self.queued.load(Ordering::SeqCst) == 0 {
             return;
         }
         self.grant_and_wake(inner, now);
@@ -361,7 +472,7 @@ impl Shared {
 
     fn grant(&self, inner: &mut Inner, now: Instant, wakers: &mut Wakers) {
         loop {
-            let in_flight = self.in_flight.load(Ordering::Acquire);
+            let in_flight = self.count(Ordering::SeqCst);
             let caps = &self.caps;
             let Some((key, _)) = inner
                 .queue
@@ -369,14 +480,14 @@ impl Shared {
             else {
                 break;
             };
-            let in_flight = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+            let in_flight = in_flight_of(self.in_flight.fetch_add(1, Ordering::AcqRel)) + 1;
             self.queued.fetch_sub(1, Ordering::AcqRel);
             wakers.push(inner.queue.granted(key, in_flight));
         }
         self.metrics.queue_depth.set(inner.queue.len() as f64);
         self.metrics
             .in_flight
-            .set(self.in_flight.load(Ordering::Relaxed) as f64);
+            .set(self.count(Ordering::Relaxed) as f64);
     }
 
     /// Publishes the algorithm's limit (and the thresholds derived from it).
@@ -396,7 +507,7 @@ impl Shared {
         self.metrics.limit.set(l as f64);
         self.metrics
             .in_flight
-            .set(self.in_flight.load(Ordering::Relaxed) as f64);
+            .set(self.count(Ordering::Relaxed) as f64);
         tracing::trace!(target: TARGET, limit = l, "limit changed");
     }
 
@@ -422,7 +533,7 @@ impl Shared {
     pub(crate) fn drain(&self) {
         let mut wakers = Vec::new();
         let mut inner = lock(&self.inner);
-        if self.draining.swap(true, Ordering::AcqRel) {
+        if self.draining.swap(true, Ordering::SeqCst) {
             return;
         }
         self.store_caps(&inner);
@@ -439,7 +550,7 @@ impl Shared {
         }
         self.queued.store(0, Ordering::Release);
         self.metrics.queue_depth.set(0.0);
-        let in_flight = self.in_flight.load(Ordering::Acquire);
+        let in_flight = self.count(Ordering::SeqCst);
         tracing::info!(target: TARGET, in_flight, "draining: refusing new calls");
         if in_flight == 0 {
             self.drained.notify_waiters();
@@ -467,8 +578,7 @@ impl Shared {
             let notified = self.drained.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.draining.load(Ordering::Acquire) && self.in_flight.load(Ordering::Acquire) == 0
-            {
+            if self.draining.load(Ordering::SeqCst) && self.count(Ordering::SeqCst) == 0 {
                 return;
             }
             notified.await;
@@ -480,7 +590,7 @@ impl Shared {
         let mut wakers = Wakers::new();
         let mut inner = lock(&self.inner);
         let rebuilt = match limit {
-            Some(l) => Some(l),
+            Some(l) => Some(Algo::Sampled(l)),
             None if config.limit != inner.config.limit => {
                 // Keep what the old algorithm learned about the limit (a fixed limit
                 // is what the config says).
@@ -488,11 +598,14 @@ impl Shared {
                 if lc.algorithm != super::Algorithm::Fixed {
                     lc.initial = self.limit.load(Ordering::Relaxed).clamp(lc.min, lc.max);
                 }
-                Some(lc.build())
+                Some(Algo::from_config(&lc))
             }
             None => None,
         };
         if let Some(l) = rebuilt {
+            // A new algorithm starts with an empty window.
+            self.take_window(samples_of(self.in_flight.load(Ordering::SeqCst)));
+            self.feed.store(l.feed() as u8, Ordering::Relaxed);
             inner.limit = l;
         }
         let q = config.queue;
@@ -519,7 +632,7 @@ impl Shared {
         };
         super::ShedSnapshot {
             limit: self.limit.load(Ordering::Relaxed),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
+            in_flight: self.count(Ordering::Relaxed),
             queue_depth: inner.queue.len(),
             lifo: inner.queue.is_lifo(),
             draining: self.is_draining(),
@@ -537,7 +650,7 @@ impl Shared {
     }
 
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.count(Ordering::Relaxed)
     }
 
     pub(crate) fn queue_depth(&self) -> usize {
@@ -599,7 +712,9 @@ impl Permit {
             dropped,
             at: now,
         };
+        // A fixed limit takes no samples: spare it the round trip's arithmetic.
         let sample = match outcome {
+            _ if !self.shared.takes_samples() => None,
             Outcome::Answered => Some(sample(false)),
             Outcome::Dropped => Some(sample(true)),
             Outcome::Ignored => None,

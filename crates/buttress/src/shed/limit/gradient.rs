@@ -149,6 +149,14 @@ impl Gradient {
     }
 }
 
+impl Gradient {
+    /// Feeds a whole window, closed at `at` (what [`Limit::on_sample`] does when its
+    /// own window fills).
+    pub(crate) fn on_window(&mut self, window: WindowSummary, at: Instant) {
+        self.update(window, at);
+    }
+}
+
 impl Limit for Gradient {
     #[inline]
     fn limit(&self) -> usize {

@@ -14,7 +14,12 @@
 //! The adaptive ones update once per *window* of about one round trip's worth of
 //! samples (as many samples as the current limit, at least ten), not on every sample:
 //! the effect of a change only shows a round trip later, and updating faster
-//! overshoots.
+//! overshoots. Gradient and Vegas look only at a summary of each window, so a shed
+//! layer built from a config gathers that summary itself, without a lock, and hands
+//! them the whole window at once (with one thread, exactly what `on_sample` would
+//! have gathered; with several, a sample completing while a window closes may count
+//! in either). An algorithm passed to
+//! [`ShedLayer::with_limit`](super::ShedLayer::with_limit) is fed every sample.
 //!
 //! # Guardrails
 //!
@@ -31,6 +36,7 @@
 //!   it in flight): a quiet period does not inflate the limit.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -149,8 +155,7 @@ impl Window {
             self.rtt_sum = self.rtt_sum.saturating_add(rtt);
             self.min_rtt = self.min_rtt.min(rtt);
         }
-        let len = u32::try_from(limit).unwrap_or(u32::MAX).max(MIN_WINDOW);
-        if self.samples < len {
+        if self.samples < window_len(limit) {
             return None;
         }
         Some(self.close())
@@ -158,13 +163,161 @@ impl Window {
 
     #[cold]
     fn close(&mut self) -> WindowSummary {
-        let w = std::mem::take(self);
-        let answered = w.answered > 0;
+        std::mem::take(self).summary()
+    }
+
+    fn summary(&self) -> WindowSummary {
+        // (A window filled concurrently may count an answer whose round trip went to
+        // the next one: no round trip then.)
+        let answered = self.answered > 0 && self.min_rtt != u64::MAX;
         WindowSummary {
-            drops: w.drops,
-            mean_rtt: answered.then(|| Duration::from_nanos(w.rtt_sum) / w.answered),
-            min_rtt: answered.then(|| Duration::from_nanos(w.min_rtt)),
-            max_in_flight: w.max_in_flight,
+            drops: self.drops,
+            mean_rtt: answered.then(|| Duration::from_nanos(self.rtt_sum) / self.answered),
+            min_rtt: answered.then(|| Duration::from_nanos(self.min_rtt)),
+            max_in_flight: self.max_in_flight,
+        }
+    }
+}
+
+/// A [`Window`] filled without a lock, by every completing call at once; whoever
+/// fills it takes the shed layer's lock and hands the summary to the algorithm.
+///
+/// Under concurrency a sample added while the window is being taken may land in
+/// either window (its count in one, its round trip in the other); with one thread it
+/// sums exactly what [`Window`] does.
+#[derive(Debug)]
+pub(crate) struct AtomicWindow {
+    drops: AtomicU32,
+    rtt_sum: AtomicU64,
+    min_rtt: AtomicU64,
+    max_in_flight: AtomicUsize,
+}
+
+impl Default for AtomicWindow {
+    fn default() -> Self {
+        Self {
+            drops: AtomicU32::new(0),
+            rtt_sum: AtomicU64::new(0),
+            min_rtt: AtomicU64::new(u64::MAX),
+            max_in_flight: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// How many samples close a window at `limit` (as [`Window::add`] counts).
+#[inline]
+pub(crate) fn window_len(limit: usize) -> u32 {
+    u32::try_from(limit).unwrap_or(u32::MAX).max(MIN_WINDOW)
+}
+
+impl AtomicWindow {
+    /// Adds `sample`. The caller counts it (the shed layer counts samples in the word
+    /// that also holds its in-flight count, to free a permit and count its sample in
+    /// one atomic addition) and closes the window with [`take`](Self::take) once it
+    /// holds [`window_len`] samples.
+    #[inline]
+    pub(crate) fn add(&self, sample: &Sample) {
+        // The minimum and maximum move rarely once a window is under way: a load
+        // first spares most calls the read-modify-write.
+        if sample.in_flight > self.max_in_flight.load(Ordering::Relaxed) {
+            self.max_in_flight
+                .fetch_max(sample.in_flight, Ordering::Relaxed);
+        }
+        if sample.dropped {
+            self.drops.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let rtt = nanos(sample.rtt);
+            // Wrapping: at 584 years a window, unreachable.
+            self.rtt_sum.fetch_add(rtt, Ordering::Relaxed);
+            if rtt < self.min_rtt.load(Ordering::Relaxed) {
+                self.min_rtt.fetch_min(rtt, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Empties the window, which held `samples` samples, and summarises it.
+    pub(crate) fn take(&self, samples: u32) -> WindowSummary {
+        let drops = self.drops.swap(0, Ordering::AcqRel);
+        let w = Window {
+            samples,
+            answered: samples.saturating_sub(drops),
+            drops,
+            rtt_sum: self.rtt_sum.swap(0, Ordering::AcqRel),
+            min_rtt: self.min_rtt.swap(u64::MAX, Ordering::AcqRel),
+            max_in_flight: self.max_in_flight.swap(0, Ordering::AcqRel),
+        };
+        w.summary()
+    }
+}
+
+/// The algorithm a shed layer runs: the window-based built-ins by value, so that
+/// the layer can fill their windows without its lock; anything else boxed, fed
+/// every sample under the lock.
+#[derive(Debug)]
+pub(crate) enum Algo {
+    /// Needs no samples at all.
+    Fixed(Fixed),
+    Gradient(Gradient),
+    Vegas(Vegas),
+    /// Fed one sample at a time.
+    Sampled(Box<dyn Limit>),
+}
+
+/// How an [`Algo`] wants its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// None: a fixed limit.
+    Nothing = 0,
+    /// One summary per window, gathered in an [`AtomicWindow`].
+    Windows = 1,
+    /// Every sample, under the lock.
+    Samples = 2,
+}
+
+impl Algo {
+    pub(crate) fn from_config(config: &super::LimitConfig) -> Self {
+        match config.algorithm {
+            super::Algorithm::Fixed => Algo::Fixed(Fixed::from_config(config)),
+            super::Algorithm::Gradient => Algo::Gradient(Gradient::from_config(config)),
+            super::Algorithm::Vegas => Algo::Vegas(Vegas::from_config(config)),
+            super::Algorithm::Aimd => Algo::Sampled(Box::new(Aimd::from_config(config))),
+        }
+    }
+
+    pub(crate) fn feed(&self) -> Feed {
+        match self {
+            Algo::Fixed(_) => Feed::Nothing,
+            Algo::Gradient(_) | Algo::Vegas(_) => Feed::Windows,
+            Algo::Sampled(_) => Feed::Samples,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn limit(&self) -> usize {
+        match self {
+            Algo::Fixed(l) => l.limit(),
+            Algo::Gradient(l) => l.limit(),
+            Algo::Vegas(l) => l.limit(),
+            Algo::Sampled(l) => l.as_ref().limit(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn on_sample(&mut self, sample: Sample) {
+        match self {
+            Algo::Fixed(l) => l.on_sample(sample),
+            Algo::Gradient(l) => l.on_sample(sample),
+            Algo::Vegas(l) => l.on_sample(sample),
+            Algo::Sampled(l) => l.as_mut().on_sample(sample),
+        }
+    }
+
+    /// Feeds a window closed at `at`; ignored unless the algorithm takes windows.
+    pub(crate) fn on_window(&mut self, window: WindowSummary, at: Instant) {
+        match self {
+            Algo::Gradient(l) => l.on_window(window, at),
+            Algo::Vegas(l) => l.on_window(window, at),
+            Algo::Fixed(_) | Algo::Sampled(_) => {}
         }
     }
 }

@@ -74,6 +74,14 @@ impl Vegas {
     }
 }
 
+impl Vegas {
+    /// Feeds a whole window, closed at `at` (what [`Limit::on_sample`] does when its
+    /// own window fills).
+    pub(crate) fn on_window(&mut self, window: WindowSummary, at: Instant) {
+        self.update(window, at);
+    }
+}
+
 impl Limit for Vegas {
     fn limit(&self) -> usize {
         clamp_limit(self.limit, self.min, self.max)
