@@ -39,7 +39,10 @@
 //! -> [`HoldBodyLayer`](body::HoldBodyLayer) ->
 //! [`DeadlineFromHeadersLayer`](deadline::DeadlineFromHeadersLayer) ->
 //! [`PriorityFromHeaderLayer`](priority::PriorityFromHeaderLayer) -> shed -> bulkhead
-//! -> timeout -> [`ContextScopeLayer`](context::ContextScopeLayer) -> handler.
+//! -> timeout -> [`ContextScopeLayer`](context::ContextScopeLayer) -> handler. Shed and
+//! bulkhead hand their permits to [`HoldUntilBodyEnd`](body::HoldUntilBodyEnd), and
+//! `HoldBodyLayer` moves them into the answer's body: they are held until the body
+//! ends, not released at the head.
 //!
 //! # Example: a middle tier
 //!

@@ -14,6 +14,8 @@
 //! - [`backoff`], [`budget`] and [`rand`]: delays, the shared retry budget and a
 //!   seedable random source;
 //! - [`Mode`]: enforce or observe-only, for every layer that can reject;
+//! - [`hold`]: whether a layer's permit is released at the response head or kept
+//!   with the response (a streamed HTTP body) until it is dropped;
 //! - `Policy` (feature `policy`): one plain value describing a whole stack in the
 //!   canonical order.
 //!
@@ -53,6 +55,7 @@ pub mod budget;
 pub mod classify;
 pub mod deadline;
 pub mod duration;
+pub mod hold;
 pub mod keyed;
 mod mode;
 #[cfg(feature = "policy")]
@@ -84,6 +87,7 @@ pub mod timeout;
 
 pub use classify::{Classification, Classifier, Classify, Origin, RetryClass, Verdict};
 pub use deadline::{Attempt, Deadline, Priority, RequestMeta, WithDeadline};
+pub use hold::{HoldResponse, ReleaseAtHead};
 pub use mode::Mode;
 #[cfg(feature = "policy")]
 pub use policy::Policy;

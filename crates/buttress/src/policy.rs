@@ -15,8 +15,9 @@
 //! budget. On a server, shedding comes first so an overloaded server refuses early and
 //! cheaply. (Balance takes its place between throttle and breaker when it lands.)
 //!
-//! The HTTP crate's `HttpPolicy` builds the same stacks with the HTTP classifier and
-//! replayable bodies ([`Policy::client_layer_with`], [`Policy::server_layer_with`]).
+//! The HTTP crate's `HttpPolicy` builds the same stacks with the HTTP classifier,
+//! replayable bodies and, on the server, shed and bulkhead permits held until a
+//! streamed body ends ([`Policy::client_layer_with`], [`Policy::server_layer_parts`]).
 //!
 //! A disabled layer is a pass-through value, not another type, so every stack built
 //! from a policy has one concrete type whatever is enabled: choosing a policy per
@@ -59,6 +60,7 @@ use crate::bulkhead::{Bulkhead, BulkheadConfig, BulkheadHandle, BulkheadLayer};
 use crate::chaos::{Chaos, ChaosConfig, ChaosHandle, ChaosLayer};
 use crate::classify::DefaultClassify;
 use crate::hedge::{Hedge, HedgeConfig, HedgeHandle, HedgeLayer};
+use crate::hold::ReleaseAtHead;
 use crate::keyed::{Global, KeyedConfig};
 use crate::rejection::Scope;
 use crate::replay::CloneReplay;
@@ -269,10 +271,22 @@ impl Policy {
     }
 
     /// Builds the canonical server stack with `classify` (read by the load shedder:
-    /// overload answers from the handler count as drops).
+    /// overload answers from the handler count as drops). Shed and bulkhead permits
+    /// are released at the response head.
     pub fn server_layer_with<C>(&self, classify: C) -> ServerLayer<C> {
-        let shed = ShedLayer::from_config(self.shed.clone()).with_classify(classify);
-        let bulkhead = BulkheadLayer::from_config(self.bulkhead.clone());
+        self.server_layer_parts(classify, ReleaseAtHead)
+    }
+
+    /// Like [`server_layer_with`](Self::server_layer_with), with `hold` taking the
+    /// shed and bulkhead permits when the response head is ready (see
+    /// [`hold`](crate::hold)): the HTTP crate keeps them until a streamed body ends,
+    /// so a long answer still counts against the limits. The shed's round-trip sample
+    /// is still taken at the head.
+    pub fn server_layer_parts<C, H: Clone>(&self, classify: C, hold: H) -> ServerLayer<C, H> {
+        let shed = ShedLayer::from_config(self.shed.clone())
+            .with_classify(classify)
+            .with_hold(hold.clone());
+        let bulkhead = BulkheadLayer::from_config(self.bulkhead.clone()).with_hold(hold);
         let chaos = ChaosLayer::from_config(self.chaos.clone());
         ServerLayer {
             handles: Handles {
@@ -382,33 +396,35 @@ where
     }
 }
 
-/// The canonical server stack of a [`Policy`], as one layer.
+/// The canonical server stack of a [`Policy`], as one layer (`H` takes the shed and
+/// bulkhead permits when the response head is ready; see
+/// [`Policy::server_layer_parts`]).
 #[derive(Debug, Clone)]
-pub struct ServerLayer<C = DefaultClassify> {
-    shed: ShedLayer<C>,
-    bulkhead: BulkheadLayer,
+pub struct ServerLayer<C = DefaultClassify, H = ReleaseAtHead> {
+    shed: ShedLayer<C, H>,
+    bulkhead: BulkheadLayer<Global, H>,
     timeout: TimeoutLayer,
     chaos: ChaosLayer,
     handles: Handles,
 }
 
-impl<C> ServerLayer<C> {
+impl<C, H> ServerLayer<C, H> {
     /// Handles to the stack's state.
     pub fn handles(&self) -> Handles {
         self.handles.clone()
     }
 }
 
-type ServerStack<S, C> = Shed<Bulkhead<Timeout<Chaos<S>>>, C>;
+type ServerStack<S, C, H> = Shed<Bulkhead<Timeout<Chaos<S>>, Global, H>, C, H>;
 
 /// The service a [`ServerLayer`] makes.
 #[derive(Debug, Clone)]
-pub struct ServerService<S, C = DefaultClassify> {
-    inner: ServerStack<S, C>,
+pub struct ServerService<S, C = DefaultClassify, H = ReleaseAtHead> {
+    inner: ServerStack<S, C, H>,
 }
 
-impl<S, C: Clone> Layer<S> for ServerLayer<C> {
-    type Service = ServerService<S, C>;
+impl<S, C: Clone, H: Clone> Layer<S> for ServerLayer<C, H> {
+    type Service = ServerService<S, C, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let chaos = self.chaos.layer(inner);
@@ -420,14 +436,14 @@ impl<S, C: Clone> Layer<S> for ServerLayer<C> {
     }
 }
 
-impl<S, C, Req> Service<Req> for ServerService<S, C>
+impl<S, C, H, Req> Service<Req> for ServerService<S, C, H>
 where
-    ServerStack<S, C>: Service<Req, Error = BoxError>,
+    ServerStack<S, C, H>: Service<Req, Error = BoxError>,
     Req: RequestMeta,
 {
-    type Response = <ServerStack<S, C> as Service<Req>>::Response;
+    type Response = <ServerStack<S, C, H> as Service<Req>>::Response;
     type Error = BoxError;
-    type Future = <ServerStack<S, C> as Service<Req>>::Future;
+    type Future = <ServerStack<S, C, H> as Service<Req>>::Future;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -653,6 +669,50 @@ mod tests {
             .unwrap_err();
         let rejection = crate::Rejection::find(err.as_ref()).unwrap();
         assert_eq!(rejection.kind(), crate::RejectionKind::Draining);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn server_layer_parts_hands_shed_and_bulkhead_permits_to_the_hold_strategy() {
+        use crate::hold::testing::{KeepInResponse, Kept};
+        let policy = Policy::default()
+            .with_bulkhead(BulkheadConfig::new(1))
+            .with_shed(ShedConfig::new(crate::shed::Algorithm::Fixed).with_limits(4, 1, 4));
+        let layer = policy.server_layer_parts(DefaultClassify, KeepInResponse);
+        let handles = layer.handles();
+        let mut svc = layer.layer(service_fn(|_: WithDeadline<()>| async {
+            Ok::<_, BoxError>(Kept::default())
+        }));
+        let first = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(WithDeadline::new(()))
+            .await
+            .unwrap();
+        // One guard from each layer.
+        assert_eq!(first.guards.len(), 2);
+        let shed = handles.shed.unwrap();
+        let bulkhead = handles.bulkhead.unwrap();
+        assert_eq!((shed.in_flight(), bulkhead.snapshot().running), (1, 1));
+        let err = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(WithDeadline::new(()))
+            .await
+            .err()
+            .unwrap();
+        assert!(err.is::<BulkheadFull>(), "{err}");
+        drop(first);
+        assert_eq!((shed.in_flight(), bulkhead.snapshot().running), (0, 0));
+        assert!(
+            svc.ready()
+                .await
+                .unwrap()
+                .call(WithDeadline::new(()))
+                .await
+                .is_ok()
+        );
     }
 
     #[cfg(feature = "serde")]

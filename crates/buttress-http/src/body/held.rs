@@ -9,7 +9,9 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::guard::{BodyEnd, GuardBody, OnBodyEnd};
+use buttress::hold::HoldResponse;
+
+use super::guard::{BodyEnd, GuardBody, Hold, OnBodyEnd};
 
 trait ErasedGuard: Send {
     fn end(self: Box<Self>, end: BodyEnd<'_>);
@@ -91,6 +93,34 @@ impl fmt::Debug for HeldGuards {
         f.debug_struct("HeldGuards")
             .field("len", &self.len())
             .finish()
+    }
+}
+
+/// A [`HoldResponse`] strategy for `http::Response`s: leaves each guard (a shed or
+/// bulkhead permit) in the response's [`HeldGuards`], so that a [`HoldBodyLayer`]
+/// above moves it into the body, which drops it when the body ends (complete, failed
+/// or dropped unread). [`HttpPolicy::server_layer`](crate::HttpPolicy::server_layer)
+/// uses it; give it to a core layer yourself with `with_hold`:
+///
+/// ```
+/// use buttress::bulkhead::{BulkheadConfig, BulkheadLayer};
+/// use buttress_http::body::{HoldBodyLayer, HoldUntilBodyEnd};
+/// use tower::ServiceBuilder;
+///
+/// let layers = ServiceBuilder::new()
+///     .layer(HoldBodyLayer::new()) // outside: moves the permits into the body
+///     .layer(BulkheadLayer::new(BulkheadConfig::new(8)).with_hold(HoldUntilBodyEnd));
+/// # let _ = layers;
+/// ```
+///
+/// Without a `HoldBodyLayer` above it, the guards live as long as the response's
+/// extensions (released when the head is written).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct HoldUntilBodyEnd;
+
+impl<B> HoldResponse<Response<B>> for HoldUntilBodyEnd {
+    fn hold<G: Send + 'static>(&self, res: &mut Response<B>, guard: G) {
+        HeldGuards::hold(res, Hold(guard));
     }
 }
 

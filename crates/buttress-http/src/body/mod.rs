@@ -24,9 +24,13 @@
 //!
 //! Layers whose response type must not change (buttress's own, which know nothing of
 //! HTTP) can leave guards in the response's extensions with [`HeldGuards::hold`];
-//! [`HoldBodyLayer`], outermost, moves them into the body. (buttress's own shed and
-//! bulkhead layers do not leave their permits there yet: they release them when the
-//! answer's head is ready. The [guide](crate::guide) has the whole list.)
+//! [`HoldBodyLayer`], outermost, moves them into the body. buttress's own shed and
+//! bulkhead layers do so through the [`HoldUntilBodyEnd`] strategy
+//! ([`buttress::hold`]): in the stack of
+//! [`HttpPolicy::server_layer`](crate::HttpPolicy::server_layer) their permits are
+//! held until the body ends, so a streamed answer still counts against their limits
+//! and the drain waits for it (the shed's round-trip sample is still taken at the
+//! head). The [guide](crate::guide) has the whole list.
 //!
 //! [`ResponseBody`] is the body of answers that are either the inner service's or one
 //! buttress wrote (a rejection), so a service stays one type.
@@ -58,7 +62,7 @@ mod held;
 mod response;
 
 pub use guard::{BodyEnd, ClassifyAtEnd, GuardBody, Hold, OnBodyEnd, OnEndFn, on_end_fn};
-pub use held::{HeldGuards, HoldBody, HoldBodyFuture, HoldBodyLayer};
+pub use held::{HeldGuards, HoldBody, HoldBodyFuture, HoldBodyLayer, HoldUntilBodyEnd};
 pub use response::ResponseBody;
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::HttpPolicy;
-use crate::body::{HoldBody, HoldBodyLayer};
+use crate::body::{HoldBody, HoldBodyLayer, HoldUntilBodyEnd};
 use crate::classify::HttpClassify;
 use crate::context::{ContextScope, ContextScopeLayer};
 use crate::deadline::{DeadlineFromHeaders, DeadlineFromHeadersLayer};
@@ -24,7 +24,7 @@ pub struct HttpServerLayer<H = DefaultHandler> {
     rejection: RejectionResponseLayer<H>,
     deadline: DeadlineFromHeadersLayer,
     priority: PriorityFromHeaderLayer,
-    policy: ServerLayer<HttpClassify>,
+    policy: ServerLayer<HttpClassify, HoldUntilBodyEnd>,
     context: ContextScopeLayer,
 }
 
@@ -34,7 +34,11 @@ impl HttpServerLayer {
             rejection: RejectionResponseLayer::new().with_config(policy.rejection),
             deadline: DeadlineFromHeadersLayer::from_config(policy.deadline_in.clone()),
             priority: PriorityFromHeaderLayer::from_config(policy.priority.clone()),
-            policy: policy.policy.server_layer_with(policy.classify()),
+            // Shed and bulkhead permits go into the handler's answer, and the
+            // `HoldBodyLayer` above moves them into its body: held until it ends.
+            policy: policy
+                .policy
+                .server_layer_parts(policy.classify(), HoldUntilBodyEnd),
             context: if policy.context {
                 ContextScopeLayer::new()
             } else {
@@ -65,7 +69,11 @@ impl<H> HttpServerLayer<H> {
 }
 
 type Inner<S, H> = RejectionResponse<
-    HoldBody<DeadlineFromHeaders<PriorityFromHeader<ServerService<ContextScope<S>, HttpClassify>>>>,
+    HoldBody<
+        DeadlineFromHeaders<
+            PriorityFromHeader<ServerService<ContextScope<S>, HttpClassify, HoldUntilBodyEnd>>,
+        >,
+    >,
     H,
 >;
 

@@ -255,6 +255,135 @@ async fn the_server_stack_uses_the_error_handler() {
     assert_eq!(text(res).await, "database on fire");
 }
 
+/// A body the test streams by hand, chunk by chunk.
+type Streamed = http_body_util::StreamBody<
+    std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<http_body::Frame<Bytes>, Infallible>> + Send>,
+    >,
+>;
+
+fn streamed(rx: Option<tokio::sync::mpsc::Receiver<Bytes>>) -> Streamed {
+    let chunks = futures_util::stream::unfold(rx, |rx| async move {
+        let mut rx = rx?;
+        let chunk = rx.recv().await?;
+        Some((Ok(http_body::Frame::data(chunk)), Some(rx)))
+    });
+    http_body_util::StreamBody::new(Box::pin(chunks))
+}
+
+/// A handler answering each request with a body streamed from the next of `bodies`
+/// (an empty body once they are used up).
+fn streaming(
+    bodies: Vec<tokio::sync::mpsc::Receiver<Bytes>>,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<Streamed>,
+    Error = Infallible,
+    Future: Send,
+> + Clone {
+    let bodies = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(
+        bodies,
+    )));
+    service_fn(move |_req: Request<Full<Bytes>>| {
+        let rx = bodies.lock().unwrap().pop_front();
+        async move { Ok::<_, Infallible>(Response::new(streamed(rx))) }
+    })
+}
+
+/// The server stack with a bulkhead of one around a streaming handler; the sender
+/// streams the first answer's body.
+fn one_at_a_time() -> (
+    impl tower::Service<
+        Request<Full<Bytes>>,
+        Response = Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug>>,
+        Error = Infallible,
+        Future: Send,
+    > + Clone,
+    buttress::bulkhead::BulkheadHandle,
+    tokio::sync::mpsc::Sender<Bytes>,
+) {
+    let layer = HttpPolicy::new(
+        Policy::default().with_bulkhead(buttress::bulkhead::BulkheadConfig::new(1)),
+    )
+    .server_layer();
+    let bulkhead = layer.handles().bulkhead.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let server = ServiceBuilder::new()
+        .layer(layer)
+        .service(streaming(vec![rx]));
+    (server, bulkhead, tx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_server_stack_holds_the_bulkhead_permit_until_the_body_ends() {
+    let (server, bulkhead, tx) = one_at_a_time();
+    let first = server.clone().oneshot(get(&[])).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let mut body = first.into_body();
+    tx.send(Bytes::from_static(b"part one")).await.unwrap();
+    let chunk = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&chunk[..], b"part one");
+
+    // The head is long gone, but the body is still being read: the permit is held.
+    assert_eq!(bulkhead.snapshot().running, 1);
+    let second = server.clone().oneshot(get(&[])).await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(second.headers().contains_key("retry-after"));
+    assert_eq!(bulkhead.snapshot().rejected, 1);
+
+    // The body ends: the permit is released and the next request is admitted.
+    drop(tx);
+    assert!(body.frame().await.is_none());
+    assert_eq!(bulkhead.snapshot().running, 0);
+    let third = server.clone().oneshot(get(&[])).await.unwrap();
+    assert_eq!(third.status(), StatusCode::OK);
+    assert_eq!(text(third).await, "");
+    assert_eq!(bulkhead.snapshot().running, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_server_stack_releases_the_bulkhead_permit_of_a_body_dropped_unread() {
+    let (server, bulkhead, _tx) = one_at_a_time();
+    let first = server.clone().oneshot(get(&[])).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(bulkhead.snapshot().running, 1);
+    let refused = server.clone().oneshot(get(&[])).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // The reader goes away without reading a byte (its sender still open).
+    drop(first);
+    assert_eq!(bulkhead.snapshot().running, 0);
+    let admitted = server.clone().oneshot(get(&[])).await.unwrap();
+    assert_eq!(admitted.status(), StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_server_stack_drains_only_once_streamed_bodies_end() {
+    let layer = HttpPolicy::new(Policy::default().with_shed(ShedConfig::default())).server_layer();
+    let shed = layer.handles().shed.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let server = ServiceBuilder::new()
+        .layer(layer)
+        .service(streaming(vec![rx]));
+    let first = server.clone().oneshot(get(&[])).await.unwrap();
+    assert_eq!(shed.in_flight(), 1);
+    shed.drain();
+    let drained = {
+        let shed = shed.clone();
+        tokio::spawn(async move { shed.drained().await })
+    };
+    tokio::task::yield_now().await;
+    assert!(!drained.is_finished());
+
+    drop(tx);
+    assert_eq!(text(first).await, "");
+    assert_eq!(shed.in_flight(), 0);
+    tokio::time::timeout(Duration::from_secs(1), drained)
+        .await
+        .expect("drained once the body ended")
+        .unwrap();
+}
+
 #[cfg(feature = "serde")]
 mod serde {
     use super::*;

@@ -11,25 +11,30 @@ use tower_service::Service;
 
 use super::limiter::{Permit, Reason, Ticket};
 use crate::BoxError;
+use crate::hold::{HoldResponse, ReleaseAtHead};
 
 pin_project! {
     /// Resolves to the inner service's answer, or to the bulkhead's refusal.
     ///
-    /// It holds the call's permit (or queue place) and releases it when the inner
-    /// service answers (at the response head: a streaming body is not covered) or
-    /// when the future is dropped, at any point, queued or running. Holding a permit
-    /// until a body ends takes a body wrapper, which the HTTP crate provides.
+    /// It holds the call's permit (or queue place) until the inner service answers,
+    /// and releases it if the future is dropped first, at any point, queued or
+    /// running. When the inner service answers, the permit goes to the layer's
+    /// [`HoldResponse`] strategy `H`: by default ([`ReleaseAtHead`]) it is released
+    /// then, at the response head; a strategy such as the HTTP crate's
+    /// `HoldUntilBodyEnd` keeps it until the streamed body ends. An error releases it
+    /// at once.
     ///
     /// A queued call keeps the readiness the inner service granted before `call`:
     /// the ready service moves into this future and is called once a permit is
     /// granted. For an inner service that reserves capacity in `poll_ready`, up to
     /// `queue.size` such reservations are held by waiting calls.
-    pub struct ResponseFuture<S, Req>
+    pub struct ResponseFuture<S, Req, H = ReleaseAtHead>
     where
         S: Service<Req>,
     {
         #[pin]
         state: State<S, Req>,
+        hold: H,
     }
 }
 
@@ -64,22 +69,24 @@ pin_project! {
     }
 }
 
-impl<S, Req> ResponseFuture<S, Req>
+impl<S, Req, H> ResponseFuture<S, Req, H>
 where
     S: Service<Req>,
 {
     #[inline]
-    pub(super) fn running(fut: S::Future, permit: Permit) -> Self {
+    pub(super) fn running(fut: S::Future, permit: Permit, hold: H) -> Self {
         Self {
             state: State::Running { fut, permit },
+            hold,
         }
     }
 
-    pub(super) fn rejected(reason: Reason) -> Self {
+    pub(super) fn rejected(reason: Reason, hold: H) -> Self {
         Self {
             state: State::Rejected {
                 reason: Some(reason),
             },
+            hold,
         }
     }
 
@@ -89,6 +96,7 @@ where
         ticket: Ticket,
         at: Option<Instant>,
         reason: Reason,
+        hold: H,
     ) -> Self {
         Self {
             state: State::Queued {
@@ -99,24 +107,35 @@ where
                     reason,
                 }),
             },
+            hold,
         }
     }
 }
 
-impl<S, Req> Future for ResponseFuture<S, Req>
+impl<S, Req, H> Future for ResponseFuture<S, Req, H>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
+    H: HoldResponse<S::Response>,
 {
     type Output = Result<S::Response, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            let mut state = self.as_mut().project().state;
+            let this = self.as_mut().project();
+            let mut state = this.state;
             let (permit, call) = match state.as_mut().project() {
                 StateProj::Running { fut, permit } => {
-                    let out = ready!(fut.poll(cx));
-                    permit.release();
+                    let mut out = ready!(fut.poll(cx));
+                    match &mut out {
+                        // The whole permit goes: wherever it is dropped, it is
+                        // released once.
+                        Ok(res) if permit.is_held() => {
+                            this.hold
+                                .hold(res, std::mem::replace(permit, Permit::none()));
+                        }
+                        _ => permit.release(),
+                    }
                     return Poll::Ready(out.map_err(Into::into));
                 }
                 StateProj::Rejected { reason } => {
@@ -158,7 +177,7 @@ where
     }
 }
 
-impl<S, Req> fmt::Debug for ResponseFuture<S, Req>
+impl<S, Req, H> fmt::Debug for ResponseFuture<S, Req, H>
 where
     S: Service<Req>,
 {

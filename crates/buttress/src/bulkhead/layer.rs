@@ -6,14 +6,19 @@ use super::config::BulkheadConfig;
 use super::handle::BulkheadHandle;
 use super::service::Bulkhead;
 use super::state::Shared;
+use crate::hold::ReleaseAtHead;
 use crate::keyed::Global;
 
 /// Applies a [`Bulkhead`] to services. Every service it makes shares one state (one
 /// set of permits, queues and partitions), made here, in [`new`](Self::new).
+///
+/// `H` says what happens to a call's permit when its response head is ready: by
+/// default ([`ReleaseAtHead`]) it is released; see [`with_hold`](Self::with_hold).
 #[derive(Debug, Clone)]
-pub struct BulkheadLayer<P = Global> {
+pub struct BulkheadLayer<P = Global, H = ReleaseAtHead> {
     shared: Option<Arc<Shared>>,
     partition: P,
+    hold: H,
 }
 
 impl BulkheadLayer<Global> {
@@ -22,6 +27,7 @@ impl BulkheadLayer<Global> {
         Self {
             shared: Some(Arc::new(Shared::new(config))),
             partition: Global,
+            hold: ReleaseAtHead,
         }
     }
 
@@ -30,6 +36,7 @@ impl BulkheadLayer<Global> {
         Self {
             shared: None,
             partition: Global,
+            hold: ReleaseAtHead,
         }
     }
 
@@ -42,7 +49,7 @@ impl BulkheadLayer<Global> {
     }
 }
 
-impl<P> BulkheadLayer<P> {
+impl<P, H> BulkheadLayer<P, H> {
     /// Gives each key `partition` picks its own partition, with its own limits (the
     /// same settings for all): one tenant or route cannot starve another. Requests
     /// without a key share the unkeyed partition; once the map holds `keys.max_keys`
@@ -54,10 +61,26 @@ impl<P> BulkheadLayer<P> {
     /// The state stays the same (a handle taken before still sees it). One layer
     /// serves one key type: a request whose key is of another type is put in the
     /// overflow partition.
-    pub fn with_partition<P2>(self, partition: P2) -> BulkheadLayer<P2> {
+    pub fn with_partition<P2>(self, partition: P2) -> BulkheadLayer<P2, H> {
         BulkheadLayer {
             shared: self.shared,
             partition,
+            hold: self.hold,
+        }
+    }
+
+    /// Hands each call's permit to `hold` when the response head is ready, instead of
+    /// releasing it there: a [`HoldResponse`](crate::hold::HoldResponse) strategy may
+    /// keep it with the response (the HTTP crate's `HoldUntilBodyEnd` keeps it until
+    /// the body ends), so a streamed answer still counts against the limit. A call
+    /// that fails releases its permit at once.
+    ///
+    /// The state stays the same (a handle taken before still sees it).
+    pub fn with_hold<H2>(self, hold: H2) -> BulkheadLayer<P, H2> {
+        BulkheadLayer {
+            shared: self.shared,
+            partition: self.partition,
+            hold,
         }
     }
 
@@ -72,10 +95,15 @@ impl<P> BulkheadLayer<P> {
     }
 }
 
-impl<S, P: Clone> Layer<S> for BulkheadLayer<P> {
-    type Service = Bulkhead<S, P>;
+impl<S, P: Clone, H: Clone> Layer<S> for BulkheadLayer<P, H> {
+    type Service = Bulkhead<S, P, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Bulkhead::from_parts(inner, self.shared.clone(), self.partition.clone())
+        Bulkhead::from_parts(
+            inner,
+            self.shared.clone(),
+            self.partition.clone(),
+            self.hold.clone(),
+        )
     }
 }

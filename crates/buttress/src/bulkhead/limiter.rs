@@ -603,6 +603,12 @@ impl Permit {
         }
     }
 
+    /// Whether it holds anything to release (not a disabled layer's stand-in).
+    #[inline]
+    pub(crate) fn is_held(&self) -> bool {
+        self.limiter.is_some()
+    }
+
     /// Releases what is held, once.
     #[inline]
     pub(crate) fn release(&mut self) {

@@ -33,8 +33,10 @@
 //! decrement to return it, and a reference count on the shared state: no lock, no
 //! clock read, no allocation. A queued call moves the ready inner service into its (boxed)
 //! future and calls it once it gets a permit. The permit is released when the inner
-//! service answers or the future is dropped, at any point: a body that streams after
-//! the response head is not covered (the HTTP crate wraps bodies for that).
+//! service answers or the future is dropped, at any point. For answers whose body
+//! streams after the head, [`with_hold`](BulkheadLayer::with_hold) hands the permit to
+//! a [`HoldResponse`](crate::hold::HoldResponse) strategy instead, which keeps it as
+//! long as the answer (the HTTP crate's server stack holds it until the body ends).
 //!
 //! # Example
 //!

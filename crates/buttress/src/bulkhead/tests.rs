@@ -815,3 +815,93 @@ fn config_reads_from_a_file_with_defaults_for_what_is_left_out() {
     assert_eq!(only_size.max_concurrent, 100);
     assert!(serde_json::from_str::<BulkheadConfig>(r#"{ "max_concurent": 1 }"#).is_err());
 }
+
+mod hold {
+    use super::*;
+    use crate::hold::testing::{KeepInResponse, Kept};
+
+    fn answering() -> impl Service<
+        (),
+        Response = Kept,
+        Error = BoxError,
+        Future = impl Future<Output = Result<Kept, BoxError>> + Send,
+    > + Clone {
+        service_fn(|_: ()| async { Ok::<_, BoxError>(Kept::default()) })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_permit_lasts_as_long_as_the_response() {
+        let layer = BulkheadLayer::new(BulkheadConfig::new(1)).with_hold(KeepInResponse);
+        let handle = layer.handle();
+        let mut svc = layer.layer(answering());
+
+        let first = svc.ready().await.unwrap().call(()).await.unwrap();
+        assert_eq!(first.guards.len(), 1);
+        assert_eq!(handle.snapshot().running, 1);
+        // The answer's head is out, but it still holds the only permit.
+        let err = svc.ready().await.unwrap().call(()).await.err().unwrap();
+        assert!(err.downcast_ref::<BulkheadFull>().is_some(), "{err}");
+
+        drop(first);
+        assert_eq!(handle.snapshot().running, 0);
+        let second = svc.ready().await.unwrap().call(()).await.unwrap();
+        assert_eq!(handle.snapshot().running, 1);
+        drop(second);
+        assert_eq!(handle.snapshot().running, 0);
+        assert_eq!(handle.snapshot().rejected, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_a_held_permit_grants_a_queued_call() {
+        let layer =
+            BulkheadLayer::new(BulkheadConfig::new(1).with_queue(1, Duration::from_secs(10)))
+                .with_hold(KeepInResponse);
+        let handle = layer.handle();
+        let mut svc = layer.layer(answering());
+
+        let first = svc.ready().await.unwrap().call(()).await.unwrap();
+        let queued = tokio::spawn(svc.ready().await.unwrap().call(()));
+        tokio::task::yield_now().await;
+        assert_eq!(
+            (handle.snapshot().running, handle.snapshot().queued),
+            (1, 1)
+        );
+        advance(Duration::from_secs(1)).await;
+        assert!(!queued.is_finished());
+
+        drop(first);
+        let second = queued.await.unwrap().unwrap();
+        assert_eq!(second.guards.len(), 1);
+        assert_eq!(
+            (handle.snapshot().running, handle.snapshot().queued),
+            (1, 0)
+        );
+        drop(second);
+        assert_eq!(handle.snapshot().running, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_call_releases_its_permit_at_once() {
+        let layer = BulkheadLayer::new(BulkheadConfig::new(1)).with_hold(KeepInResponse);
+        let handle = layer.handle();
+        let mut svc = layer.layer(service_fn(|fail: bool| async move {
+            if fail {
+                Err::<Kept, BoxError>("boom".into())
+            } else {
+                Ok(Kept::default())
+            }
+        }));
+        assert!(svc.ready().await.unwrap().call(true).await.is_err());
+        assert_eq!(handle.snapshot().running, 0);
+        assert!(svc.ready().await.unwrap().call(false).await.is_ok());
+        assert_eq!(handle.snapshot().rejected, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_disabled_layer_hands_nothing_to_hold() {
+        let layer = BulkheadLayer::disabled().with_hold(KeepInResponse);
+        let mut svc = layer.layer(answering());
+        let answer = svc.ready().await.unwrap().call(()).await.unwrap();
+        assert!(answer.guards.is_empty());
+    }
+}

@@ -11,6 +11,7 @@ use tower_service::Service;
 
 use super::state::{Outcome, Permit, Place, Wait};
 use crate::classify::{Classification, Classifier, Verdict};
+use crate::hold::{HoldResponse, ReleaseAtHead};
 use crate::rejection::{Overloaded, Rejection, RejectionKind};
 use crate::{BoxError, Priority};
 
@@ -20,10 +21,16 @@ pin_project! {
     /// queue unserved, or arrived while draining.
     ///
     /// It holds the call's permit (or its place in the queue, with the request and a
-    /// ready copy of the service): dropping it at any point gives them back.
-    pub struct ResponseFuture<S, Req, F, K> {
+    /// ready copy of the service): dropping it at any point gives them back. When the
+    /// inner service answers, the round trip is recorded and the in-flight permit goes
+    /// to the layer's [`HoldResponse`] strategy `H`: by default ([`ReleaseAtHead`]) it
+    /// is freed then, at the response head; a strategy such as the HTTP crate's
+    /// `HoldUntilBodyEnd` keeps it until the streamed body ends. An error frees it at
+    /// once.
+    pub struct ResponseFuture<S, Req, F, K, H = ReleaseAtHead> {
         #[pin]
         state: State<S, Req, F, K>,
+        hold: H,
     }
 }
 
@@ -62,24 +69,26 @@ pin_project! {
     }
 }
 
-impl<S, Req, F, K> ResponseFuture<S, Req, F, K> {
-    pub(super) fn passthrough(inner: F) -> Self {
+impl<S, Req, F, K, H> ResponseFuture<S, Req, F, K, H> {
+    pub(super) fn passthrough(inner: F, hold: H) -> Self {
         Self {
             state: State::Running {
                 inner,
                 permit: None,
                 classifier: None,
             },
+            hold,
         }
     }
 
-    pub(super) fn running(inner: F, permit: Permit, classifier: K) -> Self {
+    pub(super) fn running(inner: F, permit: Permit, classifier: K, hold: H) -> Self {
         Self {
             state: State::Running {
                 inner,
                 permit: Some(permit),
                 classifier: Some(classifier),
             },
+            hold,
         }
     }
 
@@ -87,10 +96,10 @@ impl<S, Req, F, K> ResponseFuture<S, Req, F, K> {
         place: Place,
         until: Instant,
         priority: Priority,
-        service: S,
-        request: Req,
+        (service, request): (S, Req),
         classifier: K,
         deadline: Option<Instant>,
+        hold: H,
     ) -> Self {
         Self {
             state: State::Queued {
@@ -104,12 +113,14 @@ impl<S, Req, F, K> ResponseFuture<S, Req, F, K> {
                     deadline,
                 }),
             },
+            hold,
         }
     }
 
-    pub(super) fn refused(error: Overloaded) -> Self {
+    pub(super) fn refused(error: Overloaded, hold: H) -> Self {
         Self {
             state: State::Refused { error: Some(error) },
+            hold,
         }
     }
 }
@@ -134,18 +145,21 @@ fn outcome<T>(c: Classification, out: &Result<T, BoxError>) -> Outcome {
     }
 }
 
-impl<S, Req, F, K, T, E> Future for ResponseFuture<S, Req, F, K>
+impl<S, Req, F, K, H, T, E> Future for ResponseFuture<S, Req, F, K, H>
 where
     S: Service<Req, Response = T, Error = E, Future = F>,
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
     K: Classifier<T>,
+    H: HoldResponse<T>,
 {
     type Output = Result<T, BoxError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
+        let this = self.project();
+        let mut state = this.state;
+        let hold = &*this.hold;
         // The admitted (and pass-through) path first, kept small enough to inline;
         // the queue and refusals live out of line.
         if let StateProj::Running {
@@ -154,38 +168,45 @@ where
             classifier,
         } = state.as_mut().project()
         {
-            return poll_running(inner, permit, classifier, cx);
+            return poll_running(inner, permit, classifier, hold, cx);
         }
-        poll_slow(state, cx)
+        poll_slow(state, hold, cx)
     }
 }
 
 #[inline]
-fn poll_running<F, K, T, E>(
+fn poll_running<F, K, H, T, E>(
     inner: Pin<&mut F>,
     permit: &mut Option<Permit>,
     classifier: &mut Option<K>,
+    hold: &H,
     cx: &mut Context<'_>,
 ) -> Poll<Result<T, BoxError>>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
     K: Classifier<T>,
+    H: HoldResponse<T>,
 {
-    let out = ready!(inner.poll(cx)).map_err(Into::into);
+    let mut out = ready!(inner.poll(cx)).map_err(Into::into);
     if let Some(permit) = permit.take() {
         let o = match classifier.take() {
             Some(k) => outcome(k.classify(out.as_ref()), &out),
             None => Outcome::Answered,
         };
-        permit.finish(o);
+        match &mut out {
+            // The sample is taken at the head; the place in flight goes to `hold`.
+            Ok(res) if !hold.releases_at_head() => hold.hold(res, permit.finish_held(o)),
+            _ => permit.finish(o),
+        }
     }
     Poll::Ready(out)
 }
 
 #[inline(never)]
-fn poll_slow<S, Req, F, K, T, E>(
+fn poll_slow<S, Req, F, K, H, T, E>(
     mut state: Pin<&mut State<S, Req, F, K>>,
+    hold: &H,
     cx: &mut Context<'_>,
 ) -> Poll<Result<T, BoxError>>
 where
@@ -193,6 +214,7 @@ where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
     K: Classifier<T>,
+    H: HoldResponse<T>,
 {
     loop {
         match state.as_mut().project() {
@@ -200,7 +222,7 @@ where
                 inner,
                 permit,
                 classifier,
-            } => return poll_running(inner, permit, classifier, cx),
+            } => return poll_running(inner, permit, classifier, hold, cx),
             StateProj::Queued { waiting } => {
                 let WaitingProj {
                     sleep,
@@ -258,7 +280,7 @@ where
     }
 }
 
-impl<S, Req, F, K> fmt::Debug for ResponseFuture<S, Req, F, K> {
+impl<S, Req, F, K, H> fmt::Debug for ResponseFuture<S, Req, F, K, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Running { permit: None, .. } => "passthrough",

@@ -7,13 +7,18 @@ use super::limit::{Algo, Limit};
 use super::state::Shared;
 use super::{Shed, ShedHandle};
 use crate::classify::DefaultClassify;
+use crate::hold::ReleaseAtHead;
 
 /// Applies [`Shed`] to services. Every service it makes shares one limit, one queue
 /// and one drain switch, reachable through [`handle`](Self::handle).
+///
+/// `H` says what happens to a call's permit when its response head is ready: by
+/// default ([`ReleaseAtHead`]) it is released; see [`with_hold`](Self::with_hold).
 #[derive(Debug, Clone)]
-pub struct ShedLayer<C = DefaultClassify> {
+pub struct ShedLayer<C = DefaultClassify, H = ReleaseAtHead> {
     shared: Option<Arc<Shared>>,
     classify: C,
+    hold: H,
 }
 
 impl ShedLayer {
@@ -35,6 +40,7 @@ impl ShedLayer {
         Self {
             shared: Some(Arc::new(Shared::new(config, limit))),
             classify: DefaultClassify,
+            hold: ReleaseAtHead,
         }
     }
 
@@ -44,6 +50,7 @@ impl ShedLayer {
         Self {
             shared: None,
             classify: DefaultClassify,
+            hold: ReleaseAtHead,
         }
     }
 
@@ -54,14 +61,29 @@ impl ShedLayer {
     }
 }
 
-impl<C> ShedLayer<C> {
+impl<C, H> ShedLayer<C, H> {
     /// Reads outcomes with `classify` instead of [`DefaultClassify`]: its
     /// [`overload`](crate::Classification::overload) answers (a 503 or 429 from the
     /// handler) are drops for the limit algorithm.
-    pub fn with_classify<C2>(self, classify: C2) -> ShedLayer<C2> {
+    pub fn with_classify<C2>(self, classify: C2) -> ShedLayer<C2, H> {
         ShedLayer {
             shared: self.shared,
             classify,
+            hold: self.hold,
+        }
+    }
+
+    /// Hands each call's in-flight permit to `hold` when the response head is ready,
+    /// instead of freeing it there: a [`HoldResponse`](crate::hold::HoldResponse)
+    /// strategy may keep it with the response (the HTTP crate's `HoldUntilBodyEnd`
+    /// keeps it until the body ends), so a streamed answer still counts as in flight,
+    /// against the limit and for [`drained`](ShedHandle::drained). The round-trip
+    /// sample is still taken at the head. A call that fails frees its permit at once.
+    pub fn with_hold<H2>(self, hold: H2) -> ShedLayer<C, H2> {
+        ShedLayer {
+            shared: self.shared,
+            classify: self.classify,
+            hold,
         }
     }
 
@@ -77,10 +99,15 @@ impl<C> ShedLayer<C> {
     }
 }
 
-impl<S, C: Clone> Layer<S> for ShedLayer<C> {
-    type Service = Shed<S, C>;
+impl<S, C: Clone, H: Clone> Layer<S> for ShedLayer<C, H> {
+    type Service = Shed<S, C, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Shed::from_parts(inner, self.shared.clone(), self.classify.clone())
+        Shed::from_parts(
+            inner,
+            self.shared.clone(),
+            self.classify.clone(),
+            self.hold.clone(),
+        )
     }
 }

@@ -32,6 +32,12 @@
 //!   [`ShedHandle::drained`] resolves once none is left.
 //! - **Observe-only** ([`Mode::Observe`](crate::Mode)): computes the limit and counts
 //!   what it would refuse, refusing nothing (the drain switch still applies).
+//! - **Streamed answers** ([`ShedLayer::with_hold`]): a call's permit is freed when
+//!   its answer's head is ready, unless a [`HoldResponse`](crate::hold::HoldResponse)
+//!   strategy keeps it with the answer (the HTTP crate's server stack holds it until
+//!   the body ends): then the call counts as in flight, against the limit and for
+//!   [`ShedHandle::drained`], until the body ends. The round-trip sample is taken at
+//!   the head either way.
 //!
 //! # When to use it, and when not
 //!

@@ -7,25 +7,30 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::state::{Admission, Permit, Place, Shared};
 use crate::classify::{Classify, DefaultClassify};
+use crate::hold::{HoldResponse, ReleaseAtHead};
 use crate::{BoxError, RequestMeta};
 
 /// Sheds load above an adaptive concurrency limit. See the [module docs](super).
 ///
 /// Made by a [`ShedLayer`](super::ShedLayer); every `Shed` a layer makes shares its
-/// limit, queue and drain switch.
+/// limit, queue and drain switch. `H` takes each in-flight permit when the response
+/// head is ready (by default [`ReleaseAtHead`]: freed there); see
+/// [`ShedLayer::with_hold`](super::ShedLayer::with_hold).
 #[derive(Debug, Clone)]
-pub struct Shed<S, C = DefaultClassify> {
+pub struct Shed<S, C = DefaultClassify, H = ReleaseAtHead> {
     inner: S,
     shared: Option<Arc<Shared>>,
     classify: C,
+    hold: H,
 }
 
-impl<S, C> Shed<S, C> {
-    pub(super) fn from_parts(inner: S, shared: Option<Arc<Shared>>, classify: C) -> Self {
+impl<S, C, H> Shed<S, C, H> {
+    pub(super) fn from_parts(inner: S, shared: Option<Arc<Shared>>, classify: C, hold: H) -> Self {
         Self {
             inner,
             shared,
             classify,
+            hold,
         }
     }
 
@@ -50,16 +55,17 @@ impl<S, C> Shed<S, C> {
     }
 }
 
-impl<S, C, Req> Service<Req> for Shed<S, C>
+impl<S, C, H, Req> Service<Req> for Shed<S, C, H>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     C: Classify<Req, S::Response>,
+    H: HoldResponse<S::Response> + Clone,
     Req: RequestMeta,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S, Req, S::Future, C::Classifier>;
+    type Future = ResponseFuture<S, Req, S::Future, C::Classifier, H>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -69,7 +75,7 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let Some(shared) = &self.shared else {
-            return ResponseFuture::passthrough(self.inner.call(req));
+            return ResponseFuture::passthrough(self.inner.call(req), self.hold.clone());
         };
         let priority = req.priority();
         let deadline = req.deadline();
@@ -82,7 +88,12 @@ where
                 None => Instant::now(),
             };
             let permit = Permit::new(shared.clone(), start, in_flight, deadline.map(|d| d.at()));
-            return ResponseFuture::running(self.inner.call(req), permit, classifier);
+            return ResponseFuture::running(
+                self.inner.call(req),
+                permit,
+                classifier,
+                self.hold.clone(),
+            );
         }
         match shared.admit(priority, deadline.map(|d| d.at())) {
             Admission::Admitted { in_flight, now } => {
@@ -90,7 +101,7 @@ where
                 let start = deadline.map_or(now, |d| d.started());
                 let permit =
                     Permit::new(shared.clone(), start, in_flight, deadline.map(|d| d.at()));
-                ResponseFuture::running(self.inner.call(req), permit, classifier)
+                ResponseFuture::running(self.inner.call(req), permit, classifier, self.hold.clone())
             }
             Admission::Queued { key, until } => {
                 let classifier = self.classify.classify_request(&req);
@@ -103,13 +114,13 @@ where
                     place,
                     until,
                     priority,
-                    ready,
-                    req,
+                    (ready, req),
                     classifier,
                     deadline.map(|d| d.at()),
+                    self.hold.clone(),
                 )
             }
-            Admission::Refused(e) => ResponseFuture::refused(e),
+            Admission::Refused(e) => ResponseFuture::refused(e, self.hold.clone()),
         }
     }
 }

@@ -397,6 +397,29 @@ impl Shared {
         }
     }
 
+    /// Feeds `sample` to the limit algorithm without freeing the permit: for a permit
+    /// held past the response head, whose round trip is taken at the head. The permit
+    /// is freed later by [`release`](Self::release) with no sample.
+    pub(crate) fn record(&self, sample: Sample, now: Instant) {
+        let feed = self.feed.load(Ordering::Relaxed);
+        if feed == Feed::Samples as u8 {
+            let mut inner = lock(&self.inner);
+            inner.limit.on_sample(sample);
+            self.apply_limit(&inner);
+            if self.queued.load(Ordering::SeqCst) != 0 {
+                // A higher limit may have room for waiters.
+                self.grant_and_wake(inner, Some(now));
+            }
+        } else if feed == Feed::Windows as u8 {
+            self.window.add(&sample);
+            let before = self.in_flight.fetch_add(SAMPLE, Ordering::SeqCst);
+            let len = window_len(self.limit.load(Ordering::Relaxed));
+            if samples_of(before).saturating_add(1) >= len {
+                self.settle(Some(sample.at), Some(now));
+            }
+        }
+    }
+
     /// After a lock-free release: feeds the window if it is full, and hands permits
     /// to waiters.
     #[cold]
@@ -704,8 +727,21 @@ impl Permit {
         self.free(outcome, now);
     }
 
+    /// Ends the call's round trip but keeps its place in flight: the sample is
+    /// recorded now, and the returned guard frees the permit when it is dropped.
+    pub(crate) fn finish_held(mut self, outcome: Outcome) -> InFlight {
+        self.armed = false;
+        let now = Instant::now();
+        if let Some(sample) = self.sample(outcome, now) {
+            self.shared.record(sample, now);
+        }
+        InFlight {
+            shared: self.shared.clone(),
+        }
+    }
+
     #[inline]
-    fn free(&self, outcome: Outcome, now: Instant) {
+    fn sample(&self, outcome: Outcome, now: Instant) -> Option<Sample> {
         let sample = |dropped| Sample {
             rtt: now.saturating_duration_since(self.start),
             in_flight: self.in_flight,
@@ -713,13 +749,36 @@ impl Permit {
             at: now,
         };
         // A fixed limit takes no samples: spare it the round trip's arithmetic.
-        let sample = match outcome {
+        match outcome {
             _ if !self.shared.takes_samples() => None,
             Outcome::Answered => Some(sample(false)),
             Outcome::Dropped => Some(sample(true)),
             Outcome::Ignored => None,
-        };
-        self.shared.release(sample, Some(now));
+        }
+    }
+
+    #[inline]
+    fn free(&self, outcome: Outcome, now: Instant) {
+        self.shared.release(self.sample(outcome, now), Some(now));
+    }
+}
+
+/// An answered call's place in flight, held past the response head (a streamed body):
+/// its round trip is already recorded; dropping it frees the permit, once, and
+/// announces the drain's end if it was the last.
+pub(crate) struct InFlight {
+    shared: Arc<Shared>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.shared.release(None, None);
+    }
+}
+
+impl fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InFlight").finish_non_exhaustive()
     }
 }
 

@@ -514,3 +514,160 @@ async fn waiters_never_miss_a_permit_freed_without_the_lock() {
         );
     }
 }
+
+mod hold {
+    use super::*;
+    use crate::hold::testing::{KeepInResponse, Kept};
+
+    fn held_layer(
+        config: ShedConfig,
+    ) -> (
+        ShedLayer<crate::classify::DefaultClassify, KeepInResponse>,
+        ShedHandle,
+    ) {
+        let layer = ShedLayer::new(config).with_hold(KeepInResponse);
+        let handle = layer.handle().unwrap();
+        (layer, handle)
+    }
+
+    fn answering() -> impl Service<
+        Req,
+        Response = Kept,
+        Error = BoxError,
+        Future = impl Future<Output = Result<Kept, BoxError>> + Send,
+    > + Clone {
+        tower::service_fn(|_: Req| async { Ok::<_, BoxError>(Kept::default()) })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_permit_counts_in_flight_as_long_as_the_response() {
+        // Every way a limit is fed: none (fixed), per sample window, every sample.
+        for algorithm in [
+            Algorithm::Fixed,
+            Algorithm::Gradient,
+            Algorithm::Vegas,
+            Algorithm::Aimd,
+        ] {
+            let (layer, handle) = held_layer(ShedConfig::new(algorithm).with_limits(1, 1, 1));
+            let mut svc = layer.layer(answering());
+
+            let first = svc
+                .ready()
+                .await
+                .unwrap()
+                .call(req(1, Priority::Default))
+                .await
+                .unwrap();
+            assert_eq!(first.guards.len(), 1, "{algorithm:?}");
+            assert_eq!(handle.in_flight(), 1, "{algorithm:?}");
+            let err = svc
+                .ready()
+                .await
+                .unwrap()
+                .call(req(2, Priority::Default))
+                .await
+                .err()
+                .unwrap();
+            let e = err
+                .downcast_ref::<Overloaded>()
+                .expect("an Overloaded error");
+            assert_eq!(e.reason(), OverloadReason::Shed, "{algorithm:?}");
+
+            drop(first);
+            assert_eq!(handle.in_flight(), 0, "{algorithm:?}");
+            let second = svc
+                .ready()
+                .await
+                .unwrap()
+                .call(req(3, Priority::Default))
+                .await
+                .unwrap();
+            assert_eq!(handle.in_flight(), 1, "{algorithm:?}");
+            drop(second);
+            assert_eq!(handle.in_flight(), 0, "{algorithm:?}");
+            assert_eq!(handle.limit(), 1, "{algorithm:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_a_held_permit_serves_a_waiter() {
+        let (layer, handle) = held_layer(fixed(1).with_queue(4, Duration::from_secs(10)));
+        let mut svc = layer.layer(answering());
+        let first = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(req(1, Priority::Default))
+            .await
+            .unwrap();
+        let waiter = tokio::spawn(svc.ready().await.unwrap().call(req(2, Priority::Default)));
+        settle().await;
+        assert_eq!((handle.in_flight(), handle.queue_depth()), (1, 1));
+        advance(Duration::from_secs(1)).await;
+        assert!(!waiter.is_finished());
+
+        drop(first);
+        let second = waiter.await.unwrap().unwrap();
+        assert_eq!((handle.in_flight(), handle.queue_depth()), (1, 0));
+        drop(second);
+        assert_eq!(handle.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_waits_for_held_permits() {
+        let (layer, handle) = held_layer(fixed(4));
+        let mut svc = layer.layer(answering());
+        let first = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(req(1, Priority::Default))
+            .await
+            .unwrap();
+        handle.drain();
+        let drained = {
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.drained().await })
+        };
+        settle().await;
+        // The answer is out but its body (here, the response) still holds its place.
+        assert!(!drained.is_finished());
+        assert_eq!(handle.in_flight(), 1);
+
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(1), drained)
+            .await
+            .expect("drained once the held permit is freed")
+            .unwrap();
+        assert_eq!(handle.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_call_frees_its_permit_at_once() {
+        let (layer, handle) = held_layer(fixed(1));
+        let mut svc = layer.layer(tower::service_fn(|r: Req| async move {
+            if r.request == 0 {
+                Err::<Kept, BoxError>("boom".into())
+            } else {
+                Ok(Kept::default())
+            }
+        }));
+        assert!(
+            svc.ready()
+                .await
+                .unwrap()
+                .call(req(0, Priority::Default))
+                .await
+                .is_err()
+        );
+        assert_eq!(handle.in_flight(), 0);
+        let ok = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(req(1, Priority::Default))
+            .await
+            .unwrap();
+        assert_eq!(ok.guards.len(), 1);
+    }
+}
