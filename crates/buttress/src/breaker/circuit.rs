@@ -4,13 +4,42 @@
 //!
 //! Concurrency, in short: every change of state, every probe slot and every window
 //! update happens under the one mutex, in the order the lock is taken. The lock-free
-//! parts only *read*: the closed fast path reads the word and tags the call with its
+//! parts only *read* (but for the count of successes set aside, below): the closed fast path reads the word and tags the call with its
 //! epoch (a stale read admits a call whose result is then discarded, since the epoch
 //! moved on); the open fast path reads the open-until instant (a stale read refuses a
 //! call that might just have been let in, or takes the locked path, which looks
 //! again). Results of an older epoch are dropped before the lock is taken when the
 //! word already shows the newer epoch, and under the lock otherwise.
+//!
+//! One write happens outside the lock: a plain success (not a probe, not slow) of a
+//! closed breaker with a count window that will hold more than `minimum_calls` once
+//! it is pushed. Recording such a success only pushes it and resets the
+//! consecutive failures: it cannot trip the breaker (in a count window a success
+//! replaces an older result or adds one, which lowers the rates or keeps them, and
+//! the core skips the rate checks for it past the minimum). So it is *set aside*: counted in
+//! one atomic word (`pending`) by a compare-exchange, one atomic operation where the
+//! lock takes two. Whoever takes the lock next records the successes set aside
+//! before anything else ([`Circuit::lock_core`]), so the core sees every result in
+//! the order it arrived, and every reader (a snapshot, a failure, a transition,
+//! a reconfiguration) sees exact counts: the sequential behaviour is that of the
+//! core alone, which a test checks call by call.
+//!
+//! The word also says whether setting aside is allowed, and for which epoch (its low
+//! 32 bits). Only a holder of the lock allows it, on releasing the lock, when the
+//! core says a success may wait ([`Core::batch_epoch`]); taking the lock disallows
+//! it until then. A success is added only if the word still allows it for the
+//! success's own epoch, so after a transition (made under the lock, the word
+//! rewritten with the new epoch) a late success of the old epoch takes the locked
+//! path and is dropped there, as before; and since every addition and the lock
+//! holder's swap are operations on that one word, each success is in exactly one
+//! batch. Successes set aside are therefore exact, not approximate, at every point
+//! where the core is read; between two acquisitions of the lock the core lags by at
+//! most `PENDING_CAP` successes, which nothing can observe without taking the lock.
+//! The time window never allows it (a success there needs its instant, and a slide
+//! can raise a rate), nor a probe (half-open probes are few and counted under the
+//! lock).
 
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -32,6 +61,23 @@ const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
 const CLOSED: u64 = 0;
 const OPEN: u64 = 1;
 const DISABLED: u64 = 4;
+
+/// The `pending` word: plain successes set aside since the lock was last taken (low
+/// bits), whether setting them aside is allowed, and the low 32 bits of the epoch it is
+/// allowed in (high bits).
+const PENDING_COUNT: u64 = (1 << 31) - 1;
+const PENDING_ALLOWED: u64 = 1 << 31;
+const PENDING_EPOCH_SHIFT: u32 = 32;
+/// Successes set aside before the next one takes the lock and records them all: it
+/// bounds the work done under the lock (one ring slot each), a cost shared by the
+/// calls that were spared the lock.
+const PENDING_CAP: u64 = 1024;
+
+fn pending_word(batch_epoch: Option<u64>) -> u64 {
+    batch_epoch.map_or(0, |e| {
+        ((e & 0xFFFF_FFFF) << PENDING_EPOCH_SHIFT) | PENDING_ALLOWED
+    })
+}
 
 const NEEDS_START: u8 = 1;
 const NEEDS_END: u8 = 2;
@@ -60,9 +106,23 @@ fn timing_bits(s: &Settings) -> u8 {
     t
 }
 
+/// Bits of the packed slow-call threshold that hold its sub-second nanoseconds (under
+/// 10^9 < 2^30); the whole seconds sit above them.
+const SUBSEC_BITS: u32 = 30;
+const SUBSEC_MASK: u64 = (1 << SUBSEC_BITS) - 1;
+/// No slow-call detection (or a threshold too long to ever be reached).
+const SLOW_OFF: u64 = u64::MAX;
+
+/// The slow-call threshold packed in one word as seconds and nanoseconds, so that a
+/// call unpacks a `Duration` with a shift and a mask (no division per call).
 fn slow_after(s: &Settings) -> u64 {
-    s.slow_call.map_or(u64::MAX, |c| {
-        u64::try_from(c.after.as_nanos()).unwrap_or(u64::MAX)
+    s.slow_call.map_or(SLOW_OFF, |c| {
+        let secs = c.after.as_secs();
+        if secs >= SLOW_OFF >> SUBSEC_BITS {
+            SLOW_OFF
+        } else {
+            (secs << SUBSEC_BITS) | u64::from(c.after.subsec_nanos())
+        }
     })
 }
 
@@ -88,6 +148,36 @@ impl Timing {
     }
 }
 
+/// The lock on the core; see [`Circuit::lock_core`].
+struct Locked<'a> {
+    circuit: &'a Circuit,
+    g: MutexGuard<'a, Inner>,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Inner;
+
+    #[inline]
+    fn deref(&self) -> &Inner {
+        &self.g
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.g
+    }
+}
+
+impl Drop for Locked<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // Still under the lock (the guard is dropped after this).
+        self.circuit.allow_pending(&self.g.core);
+    }
+}
+
 struct Inner {
     core: Core,
     /// Tasks of gate-mode services waiting for this breaker to let calls in.
@@ -100,8 +190,10 @@ pub(crate) struct Circuit {
     open_until: AtomicU64,
     origin: Instant,
     timing: AtomicU8,
-    /// The slow-call threshold in nanoseconds (`u64::MAX` when off).
+    /// The slow-call threshold, packed by [`slow_after`] (`SLOW_OFF` when off).
     slow_after: AtomicU64,
+    /// Plain successes recorded without the lock; see [`Circuit::lock_core`].
+    pending: AtomicU64,
     inner: Mutex<Inner>,
     events: watch::Sender<Transition>,
     metrics: Arc<Metrics>,
@@ -149,6 +241,7 @@ impl Circuit {
             origin,
             timing: AtomicU8::new(timing_bits(&settings)),
             slow_after: AtomicU64::new(slow_after(&settings)),
+            pending: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 core: Core::new(settings, rng, origin),
                 waiters: Vec::new(),
@@ -204,7 +297,7 @@ impl Circuit {
 
     #[cold]
     fn admit_locked(self: &Arc<Self>, now: Instant) -> Admit {
-        let mut g = lock(&self.inner);
+        let mut g = self.lock_core();
         let (admission, change) = g.core.admit(now);
         let wake = change.map(|c| (c, self.publish(&mut g, &c)));
         drop(g);
@@ -237,7 +330,7 @@ impl Circuit {
             return GatePoll::Ready;
         }
         let now = Instant::now();
-        let mut g = lock(&self.inner);
+        let mut g = self.lock_core();
         let (admission, change) = g.core.admit(now);
         let wake = change.map(|c| (c, self.publish(&mut g, &c)));
         let poll = match admission {
@@ -281,13 +374,78 @@ impl Circuit {
                 return;
             }
         };
+        if !failure && !slow && !probe && self.set_aside(epoch) {
+            return;
+        }
         if self.word.load(Ordering::Acquire) >> STATE_BITS != epoch {
             // The breaker has moved on since this call was let in: nothing to count.
             return;
         }
+        // What `lock_core` and dropping its guard do, spelt out on this path so that
+        // it stays inline.
         let mut g = lock(&self.inner);
-        if let Some(change) = g.core.record(epoch, probe, failure, slow, end) {
-            self.changed(g, change);
+        self.take_pending(&mut g.core);
+        match g.core.record(epoch, probe, failure, slow, end) {
+            None => self.allow_pending(&g.core),
+            // Once only: the guard allows setting aside when it is dropped (a second
+            // store would wipe successes set aside in between).
+            Some(change) => self.changed(Locked { circuit: self, g }, change),
+        }
+    }
+
+    /// Sets a plain success of `epoch` aside without the lock, when the last holder of
+    /// the lock allowed it for that epoch; returns whether it did.
+    #[inline]
+    fn set_aside(&self, epoch: u64) -> bool {
+        let p = self.pending.load(Ordering::Relaxed);
+        p & PENDING_ALLOWED != 0
+            && p >> PENDING_EPOCH_SHIFT == epoch & 0xFFFF_FFFF
+            && p & PENDING_COUNT < PENDING_CAP
+            && self
+                .pending
+                .compare_exchange(p, p + 1, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Takes the lock and records the successes set aside since it was last taken
+    /// (so the core is up to date before anyone reads or changes it); releasing it
+    /// says whether the next successes may be set aside, and under which epoch.
+    ///
+    /// Every access to the core goes through here. The `pending` word is set to
+    /// "not allowed" for as long as the lock is held, so nothing is set aside
+    /// meanwhile; a success that found it allowed was added (by a compare-exchange
+    /// on that one word) before the lock holder took the count, so the swap here
+    /// sees it: no success is lost or counted twice, and all of them belong to the
+    /// epoch the word names (a transition happens under the lock, and the word is
+    /// rewritten with the new epoch when the lock is released).
+    #[inline]
+    fn lock_core(&self) -> Locked<'_> {
+        let mut g = lock(&self.inner);
+        self.take_pending(&mut g.core);
+        Locked { circuit: self, g }
+    }
+
+    /// Under the lock: records the successes set aside and stops setting them aside.
+    #[inline]
+    fn take_pending(&self, core: &mut Core) {
+        // Zero (not allowed) stays zero while the lock is held: only the holder
+        // allows setting aside. That spares the swap where it is never allowed.
+        if self.pending.load(Ordering::Relaxed) != 0 {
+            let p = self.pending.swap(0, Ordering::Acquire);
+            let n = p & PENDING_COUNT;
+            if n != 0 {
+                core.record_successes((p >> PENDING_EPOCH_SHIFT) as u32, n);
+            }
+        }
+    }
+
+    /// Under the lock, before releasing it (the word is zero since `take_pending`):
+    /// lets the next plain successes be set aside if the core allows it.
+    #[inline]
+    fn allow_pending(&self, core: &Core) {
+        if let Some(epoch) = core.batch_epoch() {
+            self.pending
+                .store(pending_word(Some(epoch)), Ordering::Release);
         }
     }
 
@@ -295,7 +453,7 @@ impl Circuit {
     /// path's code).
     #[cold]
     #[inline(never)]
-    fn changed(&self, mut g: MutexGuard<'_, Inner>, change: Change) {
+    fn changed(&self, mut g: Locked<'_>, change: Change) {
         let wakers = self.publish(&mut g, &change);
         drop(g);
         self.announce(&change, wakers);
@@ -312,17 +470,22 @@ impl Circuit {
         };
         let after = self.slow_after.load(Ordering::Relaxed);
         // A zero threshold makes every call slow, even one whose end reads before
-        // its start (the elapsed time then saturates to zero).
+        // its start (the elapsed time then saturates to zero). The sum is taken on
+        // the std instants, a call shorter than through tokio's wrapper.
         after == 0
             || start
-                .checked_add(Duration::from_nanos(after))
-                .is_some_and(|at| end >= at)
+                .into_std()
+                .checked_add(Duration::new(
+                    after >> SUBSEC_BITS,
+                    (after & SUBSEC_MASK) as u32,
+                ))
+                .is_some_and(|at| end.into_std() >= at)
     }
 
     /// Frees the probe slot of a dropped or ignored probe.
     #[cold]
     pub(crate) fn release(&self, epoch: u64) {
-        let mut g = lock(&self.inner);
+        let mut g = self.lock_core();
         if g.core.release_probe(epoch) {
             let wakers = std::mem::take(&mut g.waiters);
             drop(g);
@@ -387,7 +550,7 @@ impl Circuit {
     }
 
     fn with_core(&self, f: impl FnOnce(&mut Core) -> Option<Change>) {
-        let mut g = lock(&self.inner);
+        let mut g = self.lock_core();
         if let Some(change) = f(&mut g.core) {
             let wakers = self.publish(&mut g, &change);
             drop(g);
@@ -414,12 +577,12 @@ impl Circuit {
         let now = Instant::now();
         self.with_core(|core| core.reconfigure(settings, now));
         // A gate-mode service may now be allowed more probes, or none at all.
-        let wakers = std::mem::take(&mut lock(&self.inner).waiters);
+        let wakers = std::mem::take(&mut self.lock_core().waiters);
         wakers.into_iter().for_each(Waker::wake);
     }
 
     pub(crate) fn view(&self, now: Instant) -> View {
-        lock(&self.inner).core.view(now)
+        self.lock_core().core.view(now)
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<Transition> {
@@ -558,6 +721,131 @@ mod tests {
         assert_eq!(c.view(Instant::now()).consecutive_failures, 1);
     }
 
+    /// The packed threshold (seconds and nanoseconds) compares like the duration:
+    /// a call of exactly the threshold is slow, one a nanosecond shorter is not.
+    #[tokio::test(start_paused = true)]
+    async fn slow_threshold_is_exact_to_the_nanosecond() {
+        let start = Instant::now();
+        for after in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_millis(100),
+            Duration::new(1, 500_000_000),
+            Duration::new(86_400, 999_999_999),
+        ] {
+            let c = circuit(BreakerConfig::default().with_slow_call(after, 0.5));
+            assert!(c.slow(Some(start), Some(start + after)), "{after:?}");
+            assert!(
+                c.slow(Some(start), Some(start + after + Duration::from_nanos(1))),
+                "{after:?}"
+            );
+            if let Some(shorter) = after.checked_sub(Duration::from_nanos(1)) {
+                assert!(!c.slow(Some(start), Some(start + shorter)), "{after:?}");
+            }
+            assert!(!c.slow(None, Some(start + after)));
+        }
+        // A zero threshold makes even a call whose end reads before its start slow.
+        let c = circuit(BreakerConfig::default().with_slow_call(Duration::ZERO, 0.5));
+        assert!(c.slow(Some(start + Duration::from_secs(1)), Some(start)));
+    }
+
+    /// Successes set aside without the lock change nothing a caller can see: the
+    /// circuit, fed one call at a time, reports after every call what a bare core
+    /// fed the same calls reports (and opens at the same call).
+    #[tokio::test(start_paused = true)]
+    async fn setting_successes_aside_matches_the_core_call_by_call() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let mut runner = TestRunner::new(Config::with_cases(200));
+        let calls = proptest::collection::vec((0u8..10, 1u32..6, 1u32..8), 1..300);
+        runner
+            .run(&(calls, 1u32..12, 1u32..12), |(calls, size, minimum)| {
+                let config = BreakerConfig::default()
+                    .with_window(Window::Calls(size))
+                    .with_minimum_calls(minimum)
+                    .with_failure_rate(0.5)
+                    .with_consecutive_failures(4)
+                    .with_jitter(0.0);
+                let c = circuit(config);
+                let now = Instant::now();
+                let mut core = Core::new(Settings::new(&config), crate::rand::Rng::seeded(1), now);
+                for (roll, _, _) in calls {
+                    let Admit::Tracked(mut p) = c.admit() else {
+                        break;
+                    };
+                    let (admission, _) = core.admit(now);
+                    let Admission::Call(epoch) = admission else {
+                        break;
+                    };
+                    let failure = roll < 3;
+                    let verdict = if failure {
+                        Verdict::Failure
+                    } else {
+                        Verdict::Success
+                    };
+                    p.finish(verdict, None, Some(now));
+                    let changed = core.record(epoch, false, failure, false, Some(now));
+                    let (a, b) = (c.view(now), core.view(now));
+                    prop_assert_eq!(a.state, b.state);
+                    prop_assert_eq!(a.counts, b.counts);
+                    prop_assert_eq!(a.consecutive_failures, b.consecutive_failures);
+                    prop_assert_eq!(a.transitions, b.transitions);
+                    if changed.is_some() {
+                        break;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// Threads finishing calls at once, most of them plain successes set aside and
+    /// some failures that take the lock and record them: none is lost or counted
+    /// twice (the window is larger than every call made, so it holds them all).
+    #[test]
+    fn successes_set_aside_are_all_counted_under_concurrency() {
+        const THREADS: u64 = 8;
+        const CALLS: u64 = 20_000;
+        let _rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let c = circuit(
+            BreakerConfig::default()
+                .with_window(Window::Calls(1_000_000))
+                .with_minimum_calls(10)
+                .with_failure_rate(0.9),
+        );
+        for _ in 0..10 {
+            let Admit::Tracked(mut p) = c.admit() else {
+                panic!()
+            };
+            p.finish(Verdict::Success, None, None);
+        }
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    for i in 0..CALLS {
+                        let Admit::Tracked(mut p) = c.admit() else {
+                            panic!("the breaker stays closed")
+                        };
+                        let verdict = if i % 10 == 0 {
+                            Verdict::Failure
+                        } else {
+                            Verdict::Success
+                        };
+                        p.finish(verdict, None, None);
+                    }
+                });
+            }
+        });
+        let view = c.view(Instant::now());
+        assert_eq!(view.state, BreakerState::Closed);
+        assert_eq!(view.counts.calls, 10 + THREADS * CALLS);
+        assert_eq!(view.counts.failures, THREADS * CALLS / 10);
+        assert_eq!(view.transitions, 0);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn observe_mode_lets_refused_calls_through_uncounted() {
         let c = circuit(
@@ -585,9 +873,13 @@ mod tests {
     ///   half-open breaker admits exactly the probes it has left.
     ///
     /// Why a stress test suffices here (rather than a model checker): every mutation
-    /// (state, window, probe slots) happens under one mutex, so the interleavings are
-    /// the order in which threads take that lock plus the lock-free reads, whose
-    /// staleness the epoch check absorbs (see the module docs). The state machine is
+    /// of the state machine (state, window, probe slots) happens under one mutex, so
+    /// the interleavings are the order in which threads take that lock plus the
+    /// lock-free reads, whose staleness the epoch check absorbs (see the module docs).
+    /// The one write outside the lock, the counter of successes set aside while the
+    /// window cannot trip, is tagged with its epoch and folded into the window before
+    /// anything reads it; its own tests compare the circuit call by call with a bare
+    /// core and count exactly under eight threads. The state machine is
     /// covered deterministically by the plain-logic tests and their property tests;
     /// this test hammers the lock order and the stale-epoch paths.
     #[test]

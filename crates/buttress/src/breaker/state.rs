@@ -542,6 +542,39 @@ impl Core {
         }
     }
 
+    /// The epoch under which plain successes may be set aside and recorded later, in
+    /// a batch, by [`record_successes`](Self::record_successes): closed, a count
+    /// window, and one that already holds enough calls that pushing a success cannot
+    /// reach the rate checks in [`record`](Self::record) (it would return `None` at
+    /// once, having only pushed the success and reset the consecutive failures).
+    /// While nothing but such successes reaches the core, this stays true.
+    #[inline]
+    pub(crate) fn batch_epoch(&self) -> Option<u64> {
+        match (&self.phase, &self.window) {
+            (Phase::Closed, Window::Count(w)) => {
+                let size = u64::try_from(w.size()).unwrap_or(u64::MAX);
+                ((w.counts().calls + 1).min(size) > self.minimum).then_some(self.epoch)
+            }
+            _ => None,
+        }
+    }
+
+    /// Records `n` plain successes (not probes, not slow) admitted under an epoch
+    /// whose low 32 bits are `epoch_low`, set aside while
+    /// [`batch_epoch`](Self::batch_epoch) allowed it: the same as `n` calls to
+    /// [`record`](Self::record), each of which would have returned `None`.
+    pub(crate) fn record_successes(&mut self, epoch_low: u32, n: u64) {
+        if n == 0 || self.epoch as u32 != epoch_low || self.batch_epoch().is_none() {
+            return;
+        }
+        self.consecutive = 0;
+        if let Window::Count(w) = &mut self.window {
+            for _ in 0..n {
+                w.push(Outcome::default());
+            }
+        }
+    }
+
     /// Opens the breaker until [`reset`](Self::reset).
     pub(crate) fn force_open(&mut self) -> Option<Change> {
         (self.phase != Phase::ForcedOpen)
