@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::config::{ShedConfig, lane};
-use super::limit::{Algo, AtomicWindow, Feed, Limit, Sample, window_len};
+use super::limit::{Algo, AtomicWindow, Feed, Limit, Sample, elapsed_nanos, nanos, window_len};
 use super::queue::{SlotState, WaitQueue};
 use crate::Priority;
 use crate::rejection::{OverloadReason, Overloaded};
@@ -379,21 +379,49 @@ impl Shared {
         if feed == Feed::Samples as u8 {
             return self.release_locked(sample, now);
         }
-        let (before, full) = match sample {
-            Some(s) if feed == Feed::Windows as u8 => {
-                self.window.add(&s);
-                // Frees the permit and counts the sample at once.
-                let before = self.in_flight.fetch_add(SAMPLE - 1, Ordering::SeqCst);
-                let len = window_len(self.limit.load(Ordering::Relaxed));
-                (before, samples_of(before).saturating_add(1) >= len)
+        match sample {
+            // (Not from a permit, which feeds windows without a `Sample`.)
+            Some(s) if feed == Feed::Windows as u8 => self.release_sample(s, now),
+            _ => {
+                let before = self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.released(before, false, sample.map(|s| s.at), now);
             }
-            _ => (self.in_flight.fetch_sub(1, Ordering::SeqCst), false),
-        };
+        }
+    }
+
+    #[inline(never)]
+    fn release_sample(&self, s: Sample, now: Option<Instant>) {
+        let rtt = (!s.dropped).then(|| nanos(s.rtt));
+        self.release_windowed(rtt, s.in_flight, s.at, now);
+    }
+
+    /// [`release`](Self::release) with a sample for an algorithm fed by windows,
+    /// given as [`AtomicWindow::add_parts`] takes it; `at` is when the answer came.
+    #[inline]
+    fn release_windowed(
+        &self,
+        rtt: Option<u64>,
+        in_flight: usize,
+        at: Instant,
+        now: Option<Instant>,
+    ) {
+        self.window.add_parts(rtt, in_flight);
+        // Frees the permit and counts the sample at once.
+        let before = self.in_flight.fetch_add(SAMPLE - 1, Ordering::SeqCst);
+        let len = window_len(self.limit.load(Ordering::Relaxed));
+        let full = samples_of(before).saturating_add(1) >= len;
+        self.released(before, full, Some(at), now);
+    }
+
+    /// The end of a lock-free release: `before` is the in-flight word before it,
+    /// `full` whether the sample filled the window.
+    #[inline]
+    fn released(&self, before: u64, full: bool, at: Option<Instant>, now: Option<Instant>) {
         if in_flight_of(before) == 1 && self.draining.load(Ordering::SeqCst) {
             self.announce_drained();
         }
         if full || self.queued.load(Ordering::SeqCst) != 0 {
-            self.settle(sample.map(|s| s.at), now);
+            self.settle(at, now);
         }
     }
 
@@ -759,7 +787,18 @@ impl Permit {
 
     #[inline]
     fn free(&self, outcome: Outcome, now: Instant) {
-        self.shared.release(self.sample(outcome, now), Some(now));
+        let shared = &*self.shared;
+        if shared.feed.load(Ordering::Relaxed) == Feed::Windows as u8 {
+            // The common case, spared the `Sample`: the window only wants the round
+            // trip in nanoseconds.
+            let rtt = match outcome {
+                Outcome::Answered => Some(elapsed_nanos(now, self.start)),
+                Outcome::Dropped => None,
+                Outcome::Ignored => return shared.release(None, Some(now)),
+            };
+            return shared.release_windowed(rtt, self.in_flight, now, Some(now));
+        }
+        shared.release(self.sample(outcome, now), Some(now));
     }
 }
 
@@ -783,10 +822,19 @@ impl fmt::Debug for InFlight {
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
-        if !self.armed {
-            return;
+        if self.armed {
+            self.cancel();
         }
+    }
+}
+
+impl Permit {
+    /// Dropped unfinished: a cancellation, or a drop once the deadline has passed.
+    #[cold]
+    #[inline(never)]
+    fn cancel(&self) {
         let Some(deadline) = self.deadline else {
             self.shared.release(None, None);
             return;
