@@ -84,6 +84,18 @@ impl Deadline {
     }
 }
 
+/// When this attempt started, for layers that time it: the start instant carried with
+/// the deadline when this is the call's first attempt (the one clock read made when the
+/// call began, reused), else a clock read now. A retry or hedge must read the clock: the
+/// deadline's start is the whole call's, not this attempt's.
+#[inline]
+pub fn attempt_start(deadline: Option<Deadline>, attempt: Option<Attempt>) -> Instant {
+    match deadline {
+        Some(d) if attempt.is_none_or(|a| a == Attempt::FIRST) => d.started(),
+        _ => Instant::now(),
+    }
+}
+
 /// Which attempt of a call this request is: 1 for the first, 2 for the first retry or
 /// hedge, and so on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -337,6 +349,17 @@ mod tests {
         let m = d.min(e);
         assert_eq!(m.at(), now + Duration::from_millis(60));
         assert_eq!(m.started(), now);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_first_attempt_reuses_the_carried_start() {
+        let start = Instant::now();
+        let d = Deadline::after(start, Duration::from_secs(1));
+        tokio::time::advance(Duration::from_millis(5)).await;
+        assert_eq!(attempt_start(Some(d), None), start);
+        assert_eq!(attempt_start(Some(d), Some(Attempt::FIRST)), start);
+        assert_eq!(attempt_start(Some(d), Some(Attempt::new(2))), Instant::now());
+        assert_eq!(attempt_start(None, None), Instant::now());
     }
 
     #[test]

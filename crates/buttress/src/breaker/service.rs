@@ -15,7 +15,8 @@ use super::shared::Shared;
 use crate::classify::{Classify, DefaultClassify};
 use crate::keyed::{Global, KeyedConfig, Partition};
 use crate::rand::Rng;
-use crate::{Attempt, BoxError, RequestMeta};
+use crate::deadline::attempt_start;
+use crate::{BoxError, RequestMeta};
 
 /// A circuit breaker around `S`; see the [module docs](super).
 ///
@@ -91,16 +92,15 @@ impl<S, C, P> Breaker<S, C, P> {
     }
 }
 
-/// When a call started: the instant carried with the request's deadline for a first
-/// attempt (the one clock read made when the call began), else a clock read now.
-/// Retries and hedges read the clock, since the deadline's start is the whole call's.
+/// When the call started, for slow-call detection: see [`attempt_start`]; without
+/// `reuse`, always a clock read.
+#[inline]
 fn start_of<R: RequestMeta>(req: &R, reuse: bool) -> Instant {
-    if reuse && req.attempt().is_none_or(|a| a == Attempt::FIRST) {
-        if let Some(d) = req.deadline() {
-            return d.started();
-        }
+    if reuse {
+        attempt_start(req.deadline(), req.attempt())
+    } else {
+        Instant::now()
     }
-    Instant::now()
 }
 
 impl<S, C, P, Req> Service<Req> for Breaker<S, C, P>

@@ -1,13 +1,13 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::time::Instant;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::state::{Admission, Permit, Place, Shared};
 use crate::classify::{Classify, DefaultClassify};
 use crate::hold::{HoldResponse, ReleaseAtHead};
+use crate::deadline::attempt_start;
 use crate::{BoxError, RequestMeta};
 
 /// Sheds load above an adaptive concurrency limit. See the [module docs](super).
@@ -82,11 +82,9 @@ where
         if let Some(in_flight) = shared.try_admit(priority) {
             let classifier = self.classify.classify_request(&req);
             // Reuse the instant the call started, read once by whoever set the
-            // deadline: then the round trip costs one clock read, at the answer.
-            let start = match deadline {
-                Some(d) => d.started(),
-                None => Instant::now(),
-            };
+            // deadline (first attempts only): the round trip then costs one clock
+            // read, at the answer.
+            let start = attempt_start(deadline, req.attempt());
             let permit = Permit::new(shared.clone(), start, in_flight, deadline.map(|d| d.at()));
             return ResponseFuture::running(
                 self.inner.call(req),

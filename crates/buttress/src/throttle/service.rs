@@ -1,13 +1,13 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::time::Instant;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::state::{Decision, Record, Shared};
 use crate::classify::{Classify, DefaultClassify};
 use crate::keyed::{Global, Partition};
+use crate::deadline::attempt_start;
 use crate::{BoxError, RequestMeta};
 
 /// Refuses calls locally, with a probability that grows as the upstream refuses
@@ -82,10 +82,7 @@ where
             return ResponseFuture::passthrough(self.inner.call(req));
         };
         // Buckets are coarse: the carried start instant is as good as a clock read.
-        let now = match req.deadline() {
-            Some(d) => d.started(),
-            None => Instant::now(),
-        };
+        let now = attempt_start(req.deadline(), req.attempt());
         let part = match self.partition.key(&req) {
             None => shared.global().clone(),
             Some(key) => shared.partition(&key, now),
