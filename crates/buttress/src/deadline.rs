@@ -358,7 +358,10 @@ mod tests {
         tokio::time::advance(Duration::from_millis(5)).await;
         assert_eq!(attempt_start(Some(d), None), start);
         assert_eq!(attempt_start(Some(d), Some(Attempt::FIRST)), start);
-        assert_eq!(attempt_start(Some(d), Some(Attempt::new(2))), Instant::now());
+        assert_eq!(
+            attempt_start(Some(d), Some(Attempt::new(2))),
+            Instant::now()
+        );
         assert_eq!(attempt_start(None, None), Instant::now());
     }
 

@@ -13,9 +13,9 @@ use super::future::ResponseFuture;
 use super::handle::BreakerHandle;
 use super::shared::Shared;
 use crate::classify::{Classify, DefaultClassify};
+use crate::deadline::attempt_start;
 use crate::keyed::{Global, KeyedConfig, Partition};
 use crate::rand::Rng;
-use crate::deadline::attempt_start;
 use crate::{BoxError, RequestMeta};
 
 /// A circuit breaker around `S`; see the [module docs](super).

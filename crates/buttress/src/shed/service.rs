@@ -6,8 +6,8 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::state::{Admission, Permit, Place, Shared};
 use crate::classify::{Classify, DefaultClassify};
-use crate::hold::{HoldResponse, ReleaseAtHead};
 use crate::deadline::attempt_start;
+use crate::hold::{HoldResponse, ReleaseAtHead};
 use crate::{BoxError, RequestMeta};
 
 /// Sheds load above an adaptive concurrency limit. See the [module docs](super).

@@ -6,8 +6,8 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::state::{Decision, Record, Shared};
 use crate::classify::{Classify, DefaultClassify};
-use crate::keyed::{Global, Partition};
 use crate::deadline::attempt_start;
+use crate::keyed::{Global, Partition};
 use crate::{BoxError, RequestMeta};
 
 /// Refuses calls locally, with a probability that grows as the upstream refuses
